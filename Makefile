@@ -1,0 +1,51 @@
+# comcenter — the two commands: `make run` and `make test`. Everything else is optional.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: run test install install-dev migrate demo serve lint format bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+# A local .env with a fresh SECRET_KEY, written once; secrets never live in the repository.
+.env:
+	@echo "SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" > .env
+	@echo "DEBUG=true" >> .env
+	@echo "wrote .env with a fresh SECRET_KEY (dry-run defaults; see .env.example)"
+
+migrate: install .env
+	$(PY) manage.py migrate --noinput
+
+demo: migrate
+	$(PY) manage.py load_demo
+
+# Web (gunicorn) and the django-q2 cluster together; Ctrl-C or SIGTERM stops both.
+run: demo
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	PORT=$(PORT) $(PY) -m comcenter.run
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install
+	$(PY) -m bench.replay
+
+clean:
+	rm -rf $(VENV) staticfiles comcenter.sqlite3*

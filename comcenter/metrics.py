@@ -1,0 +1,24 @@
+"""Our own Prometheus metrics (django-prometheus adds request metrics by view).
+
+Under gunicorn with several workers, set PROMETHEUS_MULTIPROC_DIR so every process writes
+to shared files and /metrics aggregates them (see comcenter/ops.py)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+EVENTS = Counter(
+    "comcenter_events_total",
+    "Intake outcomes: accepted, duplicate, conflict, or rejected with a reason.",
+    ["outcome", "reason"],
+)
+AUTH_FAILURES = Counter(
+    "comcenter_auth_failures_total",
+    "Authentication failures by reason (expired, invalid_token, bad_signature, ...).",
+    ["reason"],
+)
+ACK_LATENCY = Histogram(
+    "comcenter_ack_latency_seconds",
+    "Time from request start to the intake's answer, for POST /api/v1/events.",
+    buckets=(0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.075, 0.12, 0.25, 0.5, 1.0, 2.5),
+)

@@ -1,0 +1,382 @@
+"""Settings for comcenter, read from the environment (and `.env` if present) through
+django-environ only. Every variable is documented in `.env.example`. A bad value fails at
+start-up with ImproperlyConfigured naming the variable."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Under the test runner the developer's .env is ignored and a throwaway key is generated, so
+# tests see the documented defaults only.
+TESTING = "pytest" in sys.modules
+env = environ.Env()
+_env_file = BASE_DIR / ".env"
+if _env_file.exists() and not TESTING:
+    environ.Env.read_env(str(_env_file), overwrite=False)
+
+
+def _int(name: str, default: int, *, minimum: int = 0) -> int:
+    """An integer setting; a non-integer or a value below `minimum` names the variable."""
+    try:
+        value = env.int(name, default=default)
+    except (TypeError, ValueError) as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer (got {env.str(name)!r})") from exc
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be >= {minimum} (got {value})")
+    return value
+
+
+def _float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    try:
+        value = env.float(name, default=default)
+    except (TypeError, ValueError) as exc:
+        raise ImproperlyConfigured(f"{name} must be a number (got {env.str(name)!r})") from exc
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be >= {minimum} (got {value})")
+    return value
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false (got {raw!r})")
+
+
+def _url(name: str, default: str = "") -> str:
+    value = env.str(name, default=default).strip()
+    if value and not urlsplit(value).scheme:
+        raise ImproperlyConfigured(f"{name} must be a URL (got {value!r})")
+    return value
+
+
+# --- core -------------------------------------------------------------------------------
+try:
+    SECRET_KEY = (
+        env.str("SECRET_KEY") if not TESTING else env.str("SECRET_KEY", secrets.token_urlsafe(50))
+    )
+except ImproperlyConfigured as exc:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set: put it in the environment or .env (`make run` writes one)"
+    ) from exc
+if len(SECRET_KEY) < 32:
+    raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters")
+
+DEBUG = _bool("DEBUG", False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+PORT = _int("PORT", 8000, minimum=1)
+APP_VERSION = "0.1.0"
+BUILD = env.str("BUILD", default="dev")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_q",
+    "django_prometheus",
+    "comcenter",
+    "audit",
+    "flags",
+    "templates",
+    "events",
+    "delivery",
+]
+
+MIDDLEWARE = [
+    "comcenter.middleware.RequestIdMiddleware",
+    "comcenter.middleware.SecurityHeadersMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "comcenter.urls"
+WSGI_APPLICATION = "comcenter.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "comcenter" / "html"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database ---------------------------------------------------------------------------
+DATABASE_URL = env.str("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'comcenter.sqlite3'}")
+try:
+    _db = environ.Env.db_url_config(DATABASE_URL)
+except Exception as exc:  # django-environ raises several types for a malformed URL
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from exc
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Embedded default: WAL so readers never block the writer, IMMEDIATE so a write
+    # transaction takes the lock up front (no deadlock-prone lock upgrades), and a long busy
+    # timeout so bursts wait instead of failing with "database is locked".
+    _db["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    _db.setdefault("TEST", {})["NAME"] = env.str("SQLITE_TEST_NAME", default="") or None
+elif _db["ENGINE"] in {"django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2"}:
+    _db["ENGINE"] = "django.db.backends.postgresql"
+    _db["CONN_MAX_AGE"] = _int("DB_CONN_MAX_AGE", 60)
+    _db["CONN_HEALTH_CHECKS"] = True
+else:
+    raise ImproperlyConfigured("DATABASE_URL must be a sqlite:// or postgres:// URL")
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+IS_POSTGRES = _db["ENGINE"] == "django.db.backends.postgresql"
+
+# --- cache and broker -------------------------------------------------------------------
+REDIS_URL = _url("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "comcenter",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# True when every process sees the same cache (Redis); the wake-up coalescing relies on it.
+CACHE_IS_SHARED = bool(REDIS_URL)
+
+Q_WORKERS = _int("Q_WORKERS", 2, minimum=1)
+# django-q2 only runs code and wakes workers; our tables hold every state. `retry` must exceed
+# `timeout` plus queue wait or a task runs twice; `queue_limit` stays near the worker count
+# and `bulk` at 1 so leases start close to execution (see PITFALLS).
+Q_CLUSTER = {
+    "name": "comcenter",
+    "workers": Q_WORKERS,
+    "timeout": 120,
+    "retry": 180,
+    "max_attempts": 1,
+    "queue_limit": Q_WORKERS,
+    "bulk": 1,
+    "catch_up": False,
+    "save_limit": 200,
+    "ack_failures": True,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- auth, API --------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+ACCESS_TOKEN_TTL = _int("ACCESS_TOKEN_TTL", 900, minimum=60)
+SIMPLE_JWT = {
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default=SECRET_KEY),
+    "ISSUER": "comcenter",
+    "AUDIENCE": "comcenter",
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=ACCESS_TOKEN_TTL),
+    "USER_ID_CLAIM": "sub",
+    "USER_ID_FIELD": "client_id",
+    "LEEWAY": 0,
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["events.auth.BearerAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "comcenter.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_RATES": {
+        "intake": env.str("THROTTLE_INTAKE", default="6000/min"),
+        "token": env.str("THROTTLE_TOKEN", default="60/min"),
+        "webhook": env.str("THROTTLE_WEBHOOK", default="6000/min"),
+    },
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "comcenter API",
+    "DESCRIPTION": "Event intake and delivery status for transactional email and SMS.",
+    "VERSION": APP_VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- intake -----------------------------------------------------------------------------
+MAX_EVENT_BYTES = _int("MAX_EVENT_BYTES", 65536, minimum=1024)
+# Django refuses bodies above this before our view sees them; the admin needs a little more
+# room than an event (template bodies), and the intake view enforces MAX_EVENT_BYTES itself.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(MAX_EVENT_BYTES, 512 * 1024)
+ORDERING_GAP_WAIT = _float("ORDERING_GAP_WAIT", 10.0)
+IDEMPOTENCY_RETENTION_HOURS = _int("IDEMPOTENCY_RETENTION_HOURS", 168, minimum=72)
+# The consumer of the outbox, by dotted path, so `events` never imports `delivery`.
+OUTBOX_CONSUMER = "delivery.tasks.pump"
+OUTBOX_SWEEP_AFTER_SECONDS = _int("OUTBOX_SWEEP_AFTER_SECONDS", 30, minimum=1)
+
+# --- external identity and webhooks -----------------------------------------------------
+JWKS_URL = _url("JWKS_URL")
+JWT_ISSUER = env.str("JWT_ISSUER", default="")
+JWT_AUDIENCE = env.str("JWT_AUDIENCE", default="")
+JWT_REQUIRED_ROLE = env.str("JWT_REQUIRED_ROLE", default="SystemService")
+JWT_ALGORITHMS = env.list("JWT_ALGORITHMS", default=["RS256"])
+JWT_LEEWAY = _int("JWT_LEEWAY", 30)
+JWKS_REFETCH_COOLDOWN = _float("JWKS_REFETCH_COOLDOWN", 10.0)
+JWKS_FETCH_TIMEOUT = _float("JWKS_FETCH_TIMEOUT", 2.0)
+JWKS_STALE_GRACE_HOURS = _int("JWKS_STALE_GRACE_HOURS", 24)
+AUTH_PENDING_MAX_PER_ISSUER = _int("AUTH_PENDING_MAX_PER_ISSUER", 10000, minimum=1)
+if JWKS_URL and not (JWT_ISSUER and JWT_AUDIENCE):
+    raise ImproperlyConfigured("JWKS_URL is set, so JWT_ISSUER and JWT_AUDIENCE must be set too")
+if not set(JWT_ALGORITHMS) <= {"RS256", "ES256"}:
+    raise ImproperlyConfigured("JWT_ALGORITHMS may name only RS256 and ES256")
+
+WEBHOOK_SECRETS_RAW = env.str("WEBHOOK_SECRETS", default="")
+WEBHOOK_TOLERANCE_SECONDS = 300
+
+TRUST_PROXY_HEADERS = _bool("TRUST_PROXY_HEADERS", True)
+if TRUST_PROXY_HEADERS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
+# --- delivery ---------------------------------------------------------------------------
+EMAIL_URL = env.str("EMAIL_URL", default="")
+if EMAIL_URL:
+    try:
+        vars().update(environ.Env.email_url_config(EMAIL_URL))
+    except Exception as exc:
+        raise ImproperlyConfigured(f"EMAIL_URL is not a valid email URL: {exc}") from exc
+else:
+    # No transport configured: the email provider reports itself unconfigured (health,
+    # dead-letter with a clear error) instead of pretending to send.
+    EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
+EMAIL_TIMEOUT = _int("EMAIL_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="comcenter@localhost")
+ANYMAIL = {}
+
+SMS_GATEWAY_URL = _url("SMS_GATEWAY_URL")
+SMS_ACCOUNT_SID = env.str("SMS_ACCOUNT_SID", default="")
+SMS_AUTH_TOKEN = env.str("SMS_AUTH_TOKEN", default="")
+SMS_FROM = env.str("SMS_FROM", default="")
+SMS_TIMEOUT = _float("SMS_TIMEOUT", 10.0)
+if SMS_GATEWAY_URL and not (SMS_ACCOUNT_SID and SMS_AUTH_TOKEN and SMS_FROM):
+    raise ImproperlyConfigured(
+        "SMS_GATEWAY_URL is set, so SMS_ACCOUNT_SID, SMS_AUTH_TOKEN and SMS_FROM must be set too"
+    )
+
+SEND_RATE_PER_MINUTE = _int("SEND_RATE_PER_MINUTE", 10, minimum=1)
+DLQ_RETENTION_HOURS = _int("DLQ_RETENTION_HOURS", 72, minimum=72)
+RETRY_BASE_SECONDS = _float("RETRY_BASE_SECONDS", 30.0)
+RETRY_CAP_SECONDS = _float("RETRY_CAP_SECONDS", 3600.0)
+RETRY_MAX_ATTEMPTS = _int("RETRY_MAX_ATTEMPTS", 8, minimum=1)
+DISPATCH_LEASE_SECONDS = _int("DISPATCH_LEASE_SECONDS", 60, minimum=5)
+DISPATCH_BATCH_SIZE = _int("DISPATCH_BATCH_SIZE", 100, minimum=1)
+
+# --- flags: initial values from the environment (safer wins; see flags/registry.py) -----
+FLAG_ENV = {
+    name: _bool(name, default)
+    for name, default in {
+        "DISABLE_SEND": True,
+        "DISPATCH_PAUSED": False,
+        "PROMO_SENDS": False,
+        "RETRIES_ENABLED": True,
+        "RATE_LIMIT_ENABLED": True,
+        "AUTOMATION_ENABLED": False,
+        "SAFE_MODE": True,
+    }.items()
+    if name in os.environ
+}
+FLAG_CACHE_SECONDS = _float("FLAG_CACHE_SECONDS", 2.0)
+
+# --- i18n, static -----------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- security ---------------------------------------------------------------------------
+SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = _bool("CSRF_COOKIE_SECURE", not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = _int("SECURE_HSTS_SECONDS", 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = False
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# TLS terminates at the proxy; redirecting here would loop behind proxies that speak HTTP.
+SECURE_SSL_REDIRECT = _bool("SECURE_SSL_REDIRECT", False)
+X_FRAME_OPTIONS = "DENY"
+SILENCED_SYSTEM_CHECKS = [
+    # TLS is terminated by the proxy in front (SPEC §7); redirects are its job.
+    "security.W008",
+]
+
+# --- logging: JSON lines on stdout for every process ------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "request_id": {"()": "comcenter.lib.logging.RequestIdFilter"},
+        "redact": {"()": "comcenter.lib.logging.RedactFilter"},
+    },
+    "formatters": {"json": {"()": "comcenter.lib.logging.JsonFormatter"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json",
+            "filters": ["request_id", "redact"],
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        "django_q": {"level": "WARNING", "handlers": ["stdout"], "propagate": False},
+    },
+}
+
+# Where the events API reads an event's messages from, by dotted path, so that `events`
+# never imports `delivery`.
+EVENT_MESSAGES_SELECTOR = "delivery.selectors.messages_for_event"
+
+# Periodic tasks (name, dotted function, every N minutes), registered after every migrate.
+PERIODIC_TASKS = [
+    ("outbox-sweep", "events.handoff.outbox_sweep", 1),
+]

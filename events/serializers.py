@@ -1,0 +1,140 @@
+"""Input validation for the intake, and the shapes the OpenAPI schema publishes."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from rest_framework import serializers
+
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+LOCALE = re.compile(r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$")
+MAX_DEPTH = 20
+MAX_SEQUENCE = 2**53
+
+
+class RecipientSerializer(serializers.Serializer):
+    id = serializers.CharField(max_length=255)
+    email = serializers.EmailField(max_length=254, required=False)
+    phone = serializers.RegexField(
+        E164,
+        required=False,
+        error_messages={"invalid": "Enter an E.164 phone number such as +12025550123."},
+    )
+    locale = serializers.RegexField(
+        LOCALE,
+        max_length=35,
+        required=False,
+        error_messages={"invalid": "Enter a language tag such as en or pt-BR."},
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("email") and not attrs.get("phone"):
+            raise serializers.ValidationError(
+                {"email": ["A recipient needs an email or a phone (or both)."]}
+            )
+        return attrs
+
+
+class EventInSerializer(serializers.Serializer):
+    event_type = serializers.CharField(max_length=100)
+    idempotency_key = serializers.CharField(
+        max_length=255, required=False, help_text="Or the Idempotency-Key header; one is required."
+    )
+    ordering_key = serializers.CharField(
+        max_length=255, required=False, help_text="Defaults to recipient.id."
+    )
+    sequence = serializers.IntegerField(min_value=1, max_value=MAX_SEQUENCE, required=False)
+    recipient = RecipientSerializer()
+    data = serializers.DictField(required=False, default=dict)
+    occurred_at = serializers.DateTimeField(required=False)
+    expires_at = serializers.DateTimeField(required=False)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class EventAcceptedSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.CharField()
+    duplicate = serializers.BooleanField()
+    request_id = serializers.CharField()
+
+
+class MessageOutSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    channel = serializers.CharField()
+    state = serializers.CharField()
+    template = serializers.CharField()
+    attempts = serializers.IntegerField()
+    updated_at = serializers.DateTimeField()
+
+
+class EventOutSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="uid")
+    status = serializers.CharField()
+    event_type = serializers.CharField()
+    idempotency_key = serializers.CharField()
+    ordering_key = serializers.CharField()
+    sequence = serializers.IntegerField(allow_null=True)
+    request_id = serializers.CharField()
+    received_at = serializers.DateTimeField()
+    messages = MessageOutSerializer(many=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField()
+    detail = serializers.JSONField()
+    request_id = serializers.CharField()
+
+
+class TokenInSerializer(serializers.Serializer):
+    grant_type = serializers.ChoiceField(choices=["client_credentials"])
+    client_id = serializers.CharField(max_length=64, required=False)
+    client_secret = serializers.CharField(max_length=200, required=False)
+    scope = serializers.CharField(max_length=200, required=False)
+
+
+class TokenOutSerializer(serializers.Serializer):
+    access_token = serializers.CharField()
+    token_type = serializers.CharField()
+    expires_in = serializers.IntegerField()
+    scope = serializers.CharField()
+
+
+def find_unstorable(value: Any, path: str = "", depth: int = 0) -> str | None:
+    """The path of the first value a database cannot store faithfully, or None.
+
+    PostgreSQL rejects NUL in JSON text, UTF-8 cannot encode lone surrogates, JSON has no
+    NaN or Infinity, and very deep nesting is a denial-of-service vector."""
+    if depth > MAX_DEPTH:
+        return f"{path or '(root)'}: nested deeper than {MAX_DEPTH} levels"
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{path or '(root)'}: contains a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{path or '(root)'}: contains an unpaired surrogate"
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            return f"{path or '(root)'}: not a finite number"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            problem = find_unstorable(key, f"{path}.{key}".lstrip(".") + " (key)", depth + 1)
+            if problem:
+                return problem
+            problem = find_unstorable(item, f"{path}.{key}".lstrip("."), depth + 1)
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = find_unstorable(item, f"{path}[{index}]", depth + 1)
+            if problem:
+                return problem
+    return None

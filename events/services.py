@@ -1,0 +1,261 @@
+"""Writes of the events app: service accounts and event intake."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models.functions import Now
+
+from audit.services import audit_append, audit_append_many, audit_build
+from comcenter.lib.hashing import json_hash, sha256_hex
+from events.auth import forget_account
+from events.handoff import outbox_wake
+from events.models import SCOPES, Event, EventStatus, EventType, OutboxState, ServiceAccount
+
+log = logging.getLogger(__name__)
+
+SECRET_PREFIX = "ccs_"
+
+
+class ScopeError(ValueError):
+    pass
+
+
+def _validate_scopes(scopes: list[str]) -> list[str]:
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise ScopeError(f"unknown scopes {unknown}; known: {list(SCOPES)}")
+    if not scopes:
+        raise ScopeError(f"at least one scope is needed; known: {list(SCOPES)}")
+    return sorted(set(scopes))
+
+
+def _new_secret() -> tuple[str, str]:
+    secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+    return secret, sha256_hex(secret)
+
+
+def service_account_create(
+    *, name: str, scopes: list[str], actor: str = ""
+) -> tuple[ServiceAccount, str]:
+    """Create a machine client; returns it with its secret, which is not stored."""
+    scopes = _validate_scopes(scopes)
+    secret, secret_hash = _new_secret()
+    with transaction.atomic():
+        account = ServiceAccount.objects.create(
+            name=name,
+            client_id="cc_" + secrets.token_hex(12),
+            secret_hash=secret_hash,
+            scopes=scopes,
+        )
+        audit_append(
+            kind="service_account.created",
+            actor=actor,
+            data={"client_id": account.client_id, "name": name, "scopes": scopes},
+        )
+    return account, secret
+
+
+def service_account_rotate_secret(*, account: ServiceAccount, actor: str = "") -> str:
+    secret, secret_hash = _new_secret()
+    with transaction.atomic():
+        account.secret_hash = secret_hash
+        account.rotated_at = datetime.now().astimezone()
+        account.save(update_fields=["secret_hash", "rotated_at"])
+        audit_append(
+            kind="service_account.rotated", actor=actor, data={"client_id": account.client_id}
+        )
+    return secret
+
+
+def service_account_revoke(*, account: ServiceAccount, actor: str = "") -> None:
+    with transaction.atomic():
+        account.is_active = False
+        account.revoked_at = datetime.now().astimezone()
+        account.save(update_fields=["is_active", "revoked_at"])
+        audit_append(
+            kind="service_account.revoked", actor=actor, data={"client_id": account.client_id}
+        )
+    forget_account(account.client_id)
+
+
+def service_account_check(*, client_id: str, client_secret: str) -> ServiceAccount | None:
+    """The active account these credentials belong to, or None (constant-time compare)."""
+    account = ServiceAccount.objects.filter(client_id=client_id, is_active=True).first()
+    candidate = sha256_hex(client_secret)
+    expected = account.secret_hash if account else sha256_hex("no-such-account")
+    if not hmac.compare_digest(candidate, expected) or account is None:
+        return None
+    return account
+
+
+# --- event types --------------------------------------------------------------------------
+
+_TYPES_CACHE_SECONDS = 5.0
+_types_cache: tuple[float, frozenset[str]] = (0.0, frozenset())
+
+
+def known_event_types() -> frozenset[str]:
+    """Event types the intake accepts, cached for a few seconds per process."""
+    global _types_cache
+    now = time.monotonic()
+    if _types_cache[0] > now:
+        return _types_cache[1]
+    names = frozenset(EventType.objects.values_list("name", flat=True))
+    _types_cache = (now + _TYPES_CACHE_SECONDS, names)
+    return names
+
+
+def forget_event_types() -> None:
+    global _types_cache
+    _types_cache = (0.0, frozenset())
+
+
+def event_type_ensure(*, name: str, description: str = "") -> EventType:
+    event_type, _ = EventType.objects.get_or_create(
+        name=name, defaults={"description": description}
+    )
+    forget_event_types()
+    return event_type
+
+
+# --- intake ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AcceptResult:
+    event: Event
+    duplicate: bool
+
+
+class IdempotencyConflict(Exception):
+    """Same caller and key, different payload."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__("idempotency key reused with a different payload")
+        self.event = event
+
+
+def event_accept(
+    *,
+    caller: str,
+    payload: dict[str, Any],
+    idempotency_key: str,
+    request_id: str,
+    auth_pending: bool = False,
+    pending_token: str = "",
+) -> AcceptResult:
+    """Store a validated event and its outbox entry in one transaction.
+
+    `payload` is the validated body (without the idempotency key). Idempotency is decided by
+    the unique index on (caller, idempotency_key): of concurrent duplicates exactly one insert
+    commits; the others fail on the index, then read the winner and compare payload hashes."""
+    payload_hash = json_hash(payload)
+    recipient = payload["recipient"]
+    status = EventStatus.AUTH_PENDING if auth_pending else EventStatus.ACCEPTED
+    event = Event(
+        caller=caller,
+        event_type=payload["event_type"],
+        idempotency_key=idempotency_key,
+        payload_hash=payload_hash,
+        ordering_key=payload.get("ordering_key") or recipient["id"],
+        sequence=payload.get("sequence"),
+        recipient_id=recipient["id"],
+        recipient=recipient,
+        data=payload.get("data") or {},
+        occurred_at=payload.get("occurred_at"),
+        expires_at=payload.get("expires_at"),
+        request_id=request_id,
+        status=status,
+        pending_token=pending_token if auth_pending else "",
+        outbox_state=OutboxState.HELD if auth_pending else OutboxState.PENDING,
+    )
+    try:
+        with transaction.atomic():
+            event.save(force_insert=True)
+            audit_append(
+                kind="event.received",
+                request_id=request_id,
+                event_uid=event.uid,
+                recipient_id=event.recipient_id,
+                actor=caller,
+                data={"event_type": event.event_type, "status": status, "sequence": event.sequence},
+            )
+            if not auth_pending:
+                transaction.on_commit(outbox_wake)
+    except IntegrityError:
+        existing = Event.objects.filter(caller=caller, idempotency_key=idempotency_key).first()
+        if existing is None:  # not a key collision: a real integrity problem
+            raise
+        if existing.payload_hash != payload_hash:
+            raise IdempotencyConflict(existing) from None
+        return AcceptResult(event=existing, duplicate=True)
+    return AcceptResult(event=event, duplicate=False)
+
+
+def event_release_verified(*, event: Event, actor: str) -> bool:
+    """An auth_pending event whose token verified: accept it and hand it to the outbox."""
+    with transaction.atomic():
+        updated = Event.objects.filter(pk=event.pk, status=EventStatus.AUTH_PENDING).update(
+            status=EventStatus.ACCEPTED,
+            outbox_state=OutboxState.PENDING,
+            pending_token="",
+            status_reason="verified after identity provider recovered",
+        )
+        if updated:
+            audit_append(
+                kind="event.verified",
+                request_id=event.request_id,
+                event_uid=event.uid,
+                recipient_id=event.recipient_id,
+                actor=actor,
+            )
+            transaction.on_commit(outbox_wake)
+    return bool(updated)
+
+
+def event_reject_pending(*, event: Event, reason: str, actor: str) -> bool:
+    """An auth_pending event whose token failed verification: reject it, audited."""
+    with transaction.atomic():
+        updated = Event.objects.filter(pk=event.pk, status=EventStatus.AUTH_PENDING).update(
+            status=EventStatus.REJECTED,
+            outbox_state=OutboxState.HELD,
+            pending_token="",
+            status_reason=reason[:255],
+        )
+        if updated:
+            audit_append(
+                kind="event.rejected",
+                request_id=event.request_id,
+                event_uid=event.uid,
+                recipient_id=event.recipient_id,
+                actor=actor,
+                data={"reason": reason[:255]},
+            )
+    return bool(updated)
+
+
+def event_mark_handed_off(*, event_ids: list[int]) -> int:
+    """Consumer side of the outbox: these events' messages now exist."""
+    if not event_ids:
+        return 0
+    events = list(
+        Event.objects.filter(pk__in=event_ids, outbox_state=OutboxState.PENDING).values_list(
+            "pk", "uid", "request_id", "recipient_id"
+        )
+    )
+    updated = Event.objects.filter(
+        pk__in=[e[0] for e in events], outbox_state=OutboxState.PENDING
+    ).update(outbox_state=OutboxState.DONE, handed_off_at=Now())
+    audit_append_many(
+        audit_build(kind="outbox.handed_off", request_id=rid, event_uid=uid, recipient_id=rcp)
+        for _, uid, rid, rcp in events
+    )
+    return updated
