@@ -22,3 +22,14 @@ ACK_LATENCY = Histogram(
     "Time from request start to the intake's answer, for POST /api/v1/events.",
     buckets=(0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.075, 0.12, 0.25, 0.5, 1.0, 2.5),
 )
+DELIVERIES = Counter(
+    "comcenter_deliveries_total",
+    "Delivery outcomes (terminal or retrying) by channel, provider and resulting state.",
+    ["channel", "provider", "state"],
+)
+E2E_LATENCY = Histogram(
+    "comcenter_e2e_latency_seconds",
+    "Time from the event's receipt to the provider accepting the message (or dry-run).",
+    ["channel"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
