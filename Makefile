@@ -19,8 +19,12 @@ install: $(VENV)/.installed
 # A local .env with a fresh SECRET_KEY, written once; secrets never live in the repository.
 .env:
 	@echo "SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" > .env
-	@echo "DEBUG=true" >> .env
-	@echo "wrote .env with a fresh SECRET_KEY (dry-run defaults; see .env.example)"
+	@echo "DEMO_CLIENT_ID=demo" >> .env
+	@echo "DEMO_CLIENT_SECRET=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')" >> .env
+	@echo "# Local HTTP on 127.0.0.1: cookies without the Secure flag so the admin login works" >> .env
+	@echo "SESSION_COOKIE_SECURE=false" >> .env
+	@echo "CSRF_COOKIE_SECURE=false" >> .env
+	@echo "wrote .env with a fresh SECRET_KEY and demo credentials (dry-run defaults; see .env.example)"
 
 migrate: install .env
 	$(PY) manage.py migrate --noinput

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from comcenter.lib.context import clean_request_id, reset_request_id, set_request_id
+from comcenter.lib.context import clean_request_id, set_request_id
 
 Handler = Callable[[HttpRequest], HttpResponse]
 
@@ -23,11 +23,10 @@ class RequestIdMiddleware:
         request_id = clean_request_id(request.META.get("HTTP_X_REQUEST_ID"))
         request.request_id = request_id  # type: ignore[attr-defined]
         request.started_at = time.perf_counter()  # type: ignore[attr-defined]
-        token = set_request_id(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            reset_request_id(token)
+        # Not reset afterwards: Django logs the response (django.request) after the middleware
+        # chain returns, and that line must carry the id too. Each request sets its own.
+        set_request_id(request_id)
+        response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response
 

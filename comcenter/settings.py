@@ -107,6 +107,7 @@ MIDDLEWARE = [
     "comcenter.middleware.RequestIdMiddleware",
     "comcenter.middleware.SecurityHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -299,6 +300,12 @@ if SMS_GATEWAY_URL and not (SMS_ACCOUNT_SID and SMS_AUTH_TOKEN and SMS_FROM):
         "SMS_GATEWAY_URL is set, so SMS_ACCOUNT_SID, SMS_AUTH_TOKEN and SMS_FROM must be set too"
     )
 
+# The provider class of each channel, by dotted path (delivery/providers/registry.py).
+DELIVERY_PROVIDERS = {
+    "email": "delivery.providers.email.EmailProvider",
+    "sms": "delivery.providers.sms.TwilioSmsProvider",
+}
+
 SEND_RATE_PER_MINUTE = _int("SEND_RATE_PER_MINUTE", 10, minimum=1)
 DLQ_RETENTION_HOURS = _int("DLQ_RETENTION_HOURS", 72, minimum=72)
 RETRY_BASE_SECONDS = _float("RETRY_BASE_SECONDS", 30.0)
@@ -330,6 +337,10 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 
 # --- security ---------------------------------------------------------------------------
 SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", not DEBUG)
@@ -381,3 +392,7 @@ EVENT_MESSAGES_SELECTOR = "delivery.selectors.messages_for_event"
 PERIODIC_TASKS = [
     ("outbox-sweep", "events.handoff.outbox_sweep", 1),
 ]
+
+# Demo credentials for `load_demo` (written to .env by `make run`; never set in production).
+DEMO_CLIENT_ID = env.str("DEMO_CLIENT_ID", default="demo")
+DEMO_CLIENT_SECRET = env.str("DEMO_CLIENT_SECRET", default="")

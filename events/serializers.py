@@ -14,7 +14,18 @@ MAX_DEPTH = 20
 MAX_SEQUENCE = 2**53
 
 
-class RecipientSerializer(serializers.Serializer):
+class StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not know: a typo such as "sequnce" must not pass silently."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class RecipientSerializer(StrictSerializer):
     id = serializers.CharField(max_length=255)
     email = serializers.EmailField(max_length=254, required=False)
     phone = serializers.RegexField(
@@ -37,7 +48,7 @@ class RecipientSerializer(serializers.Serializer):
         return attrs
 
 
-class EventInSerializer(serializers.Serializer):
+class EventInSerializer(StrictSerializer):
     event_type = serializers.CharField(max_length=100)
     idempotency_key = serializers.CharField(
         max_length=255, required=False, help_text="Or the Idempotency-Key header; one is required."
@@ -50,13 +61,6 @@ class EventInSerializer(serializers.Serializer):
     data = serializers.DictField(required=False, default=dict)
     occurred_at = serializers.DateTimeField(required=False)
     expires_at = serializers.DateTimeField(required=False)
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
 
 
 class EventAcceptedSerializer(serializers.Serializer):

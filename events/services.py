@@ -63,6 +63,31 @@ def service_account_create(
     return account, secret
 
 
+def service_account_ensure(
+    *, name: str, client_id: str, secret: str, scopes: list[str], actor: str = ""
+) -> ServiceAccount:
+    """Create or update an account with given credentials (demo data from the environment)."""
+    scopes = _validate_scopes(scopes)
+    with transaction.atomic():
+        account, created = ServiceAccount.objects.update_or_create(
+            client_id=client_id,
+            defaults={
+                "name": name,
+                "secret_hash": sha256_hex(secret),
+                "scopes": scopes,
+                "is_active": True,
+                "revoked_at": None,
+            },
+        )
+        audit_append(
+            kind="service_account.created" if created else "service_account.updated",
+            actor=actor,
+            data={"client_id": client_id, "name": name, "scopes": scopes},
+        )
+    forget_account(client_id)
+    return account
+
+
 def service_account_rotate_secret(*, account: ServiceAccount, actor: str = "") -> str:
     secret, secret_hash = _new_secret()
     with transaction.atomic():
