@@ -35,7 +35,21 @@ from events.serializers import (
 )
 from events.throttles import IntakeThrottle, TokenThrottle
 
-_ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 413, 415, 429)}
+_ERROR_TEXT = {
+    400: "Malformed JSON or invalid fields (field-level detail)",
+    401: "Missing, expired or forged credentials",
+    403: "Valid identity without the needed scope",
+    404: "No such event for this caller",
+    409: "Idempotency key reused with another payload",
+    413: "Body over MAX_EVENT_BYTES",
+    415: "Body is not application/json",
+    422: "Unknown event type (the detail names the known ones)",
+    429: "Throttled; see Retry-After",
+}
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    return {code: OpenApiResponse(ErrorSerializer, _ERROR_TEXT[code]) for code in codes}
 
 
 def _reject(status_code: int, code: str, detail: Any, reason: str | None = None) -> ApiError:
@@ -192,9 +206,7 @@ class EventListCreateApi(APIView):
         responses={
             202: EventAcceptedSerializer,
             200: OpenApiResponse(EventAcceptedSerializer, "Duplicate of an earlier event"),
-            409: OpenApiResponse(ErrorSerializer, "Idempotency key reused with another payload"),
-            422: OpenApiResponse(ErrorSerializer, "Unknown event type"),
-            **_ERRORS,
+            **_errors(400, 401, 403, 409, 413, 415, 422, 429),
         },
     )
     def post(self, request: Request) -> Response:
@@ -216,7 +228,7 @@ class EventDetailApi(APIView):
     @extend_schema(
         operation_id="events_retrieve",
         summary="An event, its messages and their states",
-        responses={200: EventOutSerializer, 404: OpenApiResponse(ErrorSerializer), **_ERRORS},
+        responses={200: EventOutSerializer, **_errors(401, 403, 404, 429)},
     )
     def get(self, request: Request, event_id: str) -> Response:
         event = Event.objects.filter(uid=event_id, caller=request.user.caller_id).first()
@@ -251,7 +263,7 @@ class TokenApi(APIView):
             "application/json": TokenInSerializer,
             "application/x-www-form-urlencoded": TokenInSerializer,
         },
-        responses={200: TokenOutSerializer, **_ERRORS},
+        responses={200: TokenOutSerializer, **_errors(400, 401, 415, 429)},
         auth=[],
     )
     def post(self, request: Request) -> Response:

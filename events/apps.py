@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class EventsConfig(AppConfig):
     name = "events"
     verbose_name = "Events and service accounts"
+
+    def ready(self) -> None:
+        from events import schema  # noqa: F401  registers the OpenAPI auth extension
