@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
+
+from django.db import connection, transaction
 
 from audit.models import AuditRecord
 from comcenter.lib.context import get_request_id
+from comcenter.lib.hashing import canonical_json, sha256_hex
 
 
 def audit_build(
@@ -40,3 +44,106 @@ def audit_append(**fields: Any) -> None:
 
 def audit_append_many(records: Iterable[AuditRecord]) -> None:
     AuditRecord.objects.bulk_create(list(records))
+
+
+# --- the hash chain -------------------------------------------------------------------------
+
+GENESIS = "0" * 64
+_SEAL_LOCK_ID = 7_204_311  # PostgreSQL advisory lock: one sealer at a time, on every node
+
+
+def audit_row_digest(record: AuditRecord, *, seq: int, prev_hash: str) -> str:
+    """The hash of one row: every field an auditor relies on, plus its place in the chain."""
+    return sha256_hex(
+        canonical_json(
+            {
+                "id": record.id,
+                "at": record.at.isoformat(),
+                "kind": record.kind,
+                "request_id": record.request_id,
+                "event_uid": str(record.event_uid) if record.event_uid else None,
+                "message_uid": str(record.message_uid) if record.message_uid else None,
+                "recipient_id": record.recipient_id,
+                "actor": record.actor,
+                "data": record.data,
+                "seq": seq,
+                "prev_hash": prev_hash,
+            }
+        )
+    )
+
+
+def audit_seal(*, batch: int = 5000) -> int:
+    """Give unsealed rows their place in the hash chain; returns how many were sealed.
+
+    Rows are chained in the order the sealer finds them (by id), not at insert time, so the
+    intake never waits on a global lock. A row committed late with a lower id is simply
+    sealed in a later run. Runs as a periodic task; safe to run concurrently (one wins)."""
+    sealed = 0
+    while True:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SEAL_LOCK_ID])
+            # On SQLite the IMMEDIATE transaction already serializes writers.
+            head = AuditRecord.objects.exclude(seq=None).order_by("-seq").first()
+            seq = head.seq if head else 0
+            prev_hash = head.hash if head else GENESIS
+            rows = list(AuditRecord.objects.filter(seq=None).order_by("id")[:batch])
+            for record in rows:
+                seq += 1
+                record.seq = seq
+                record.prev_hash = prev_hash
+                record.hash = audit_row_digest(record, seq=seq, prev_hash=prev_hash)
+                prev_hash = record.hash
+            AuditRecord.objects.bulk_update(rows, ["seq", "prev_hash", "hash"], batch_size=500)
+        sealed += len(rows)
+        if len(rows) < batch:
+            return sealed
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    checked: int
+    unsealed: int
+    first_bad_id: int | None = None
+    problem: str = ""
+
+
+def audit_verify(*, chunk: int = 5000) -> ChainReport:
+    """Walk the chain in order and recompute every hash.
+
+    An altered row fails its own hash; a removed row breaks the sequence numbers and the
+    next row's prev_hash; a re-hashed forgery still breaks the link to its successor."""
+    expected_seq = 1
+    prev_hash = GENESIS
+    checked = 0
+    last_seq = 0
+    while True:
+        rows = list(AuditRecord.objects.filter(seq__gt=last_seq).order_by("seq")[:chunk])
+        for record in rows:
+            if record.seq != expected_seq:
+                return ChainReport(
+                    False,
+                    checked,
+                    0,
+                    record.id,
+                    f"sequence gap: expected {expected_seq}, found {record.seq}",
+                )
+            if record.prev_hash != prev_hash:
+                return ChainReport(
+                    False, checked, 0, record.id, "prev_hash does not match the previous row"
+                )
+            if audit_row_digest(record, seq=record.seq, prev_hash=prev_hash) != record.hash:
+                return ChainReport(
+                    False, checked, 0, record.id, "row content does not match its hash"
+                )
+            prev_hash = record.hash
+            expected_seq += 1
+            checked += 1
+            last_seq = record.seq
+        if len(rows) < chunk:
+            break
+    unsealed = AuditRecord.objects.filter(seq=None).count()
+    return ChainReport(True, checked, unsealed)

@@ -391,6 +391,7 @@ EVENT_MESSAGES_SELECTOR = "delivery.selectors.messages_for_event"
 # Periodic tasks (name, dotted function, every N minutes), registered after every migrate.
 PERIODIC_TASKS = [
     ("outbox-sweep", "events.handoff.outbox_sweep", 1),
+    ("audit-seal", "audit.services.audit_seal", 1),
 ]
 
 # Demo credentials for `load_demo` (written to .env by `make run`; never set in production).
