@@ -39,6 +39,11 @@ class Template(models.Model):
     subject = models.CharField(max_length=255, blank=True, help_text="Email only.")
     body = models.TextField(help_text="Plain-text email body, or the SMS text.")
     html = models.TextField(blank=True, help_text="Optional HTML email body.")
+    sample_data = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="A JSON object like an event's data, used for the admin preview.",
+    )
     current_version = models.ForeignKey(
         "TemplateVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )

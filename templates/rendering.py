@@ -1,0 +1,329 @@
+"""Rendering stored templates in a sandbox, and validating their source.
+
+The sandbox is a dedicated `Engine`, separate from the project's (which can load files and
+every tag library), knowing only the allow-list of sandbox.py. Every render checks again
+what the admin checked at save time, because a version row may have been written by other
+means (a migration, a shell, an older release with a wider allow-list).
+
+What counts as missing: the context is the event's data, and a template that prints a key
+the data lacks must fail, not send a blank. So printing an absent variable (`{{ x }}`,
+`{{ a.b }}`, `{{ x|default:"-" }}`, a filter argument, `{% with y=x %}`) raises
+`RenderError("missing variable 'x'")`. Only the tests of optional data treat absence as
+false: `{% if x %}` and `{% firstof x "fallback" %}` skip an absent `x`, and
+`{% for i in x %}` over an absent `x` renders its `{% empty %}` branch — that is how a
+template says "this part is optional". `default` applies to values that are present but
+empty (use `{% if %}` or `{% firstof %}` for keys that may be absent).
+
+Escaping: the HTML body is autoescaped; the subject, the text body and SMS are not (they
+are not HTML, and escaping would show `&amp;` to the reader). The subject is folded to one
+line, so data cannot add header lines. Renders are deterministic for a version and a
+context, so `Rendered.content_hash` identifies what a message said.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import types
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.template import Context, Engine, Node, TemplateSyntaxError, VariableDoesNotExist
+from django.template.base import (
+    Lexer,
+    NodeList,
+    Parser,
+    Template,
+    TextNode,
+    Token,
+    TokenType,
+    VariableNode,
+)
+from django.template.defaulttags import (
+    CommentNode,
+    CycleNode,
+    FilterNode,
+    FirstOfNode,
+    ForNode,
+    IfNode,
+    SpacelessNode,
+    WithNode,
+)
+from django.utils import translation
+
+from comcenter.lib.hashing import json_hash
+from templates import sandbox
+from templates.models import Channel, TemplateVersion
+
+MAX_SOURCE_CHARS = 20_000
+MAX_SUBJECT_CHARS = 500
+# Twilio's Messages API refuses a Body over 1,600 characters (10 concatenated segments);
+# failing at render time names the cause instead of a provider 400.
+MAX_SMS_CHARS = 1_600
+MAX_CONTEXT_DEPTH = 20
+
+# Nodes the allowed tags produce. Leaves produce output and are metered; containers only
+# arrange or transform their children's output.
+_LEAF_NODES = (TextNode, VariableNode, CycleNode, FirstOfNode, CommentNode)
+_CONTAINER_NODES = (IfNode, ForNode, WithNode, SpacelessNode, FilterNode)
+_INVALID_FILTER = re.compile(r"^Invalid filter: '([^']*)'$")
+
+
+class RenderError(Exception):
+    """A template cannot be rendered with this data. Permanent: rendering again gives the
+    same result, so the message fails without retries. The text names variables, limits and
+    tags, never the data."""
+
+    def __init__(self, message: str, *, part: str = "") -> None:
+        super().__init__(message)
+        self.part = part
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+    content_hash: str
+
+
+class _SandboxParser(Parser):
+    """Wraps leaf nodes in the output meter, and refuses any node the allow-list should not
+    have produced (a second line behind the tag library)."""
+
+    def extend_nodelist(self, nodelist: NodeList, node: Node, token: Token) -> None:
+        if type(node) in _LEAF_NODES:
+            node = sandbox.MeteredNode(node)
+        elif type(node) not in _CONTAINER_NODES:
+            raise self.error(token, f"{{% {token.contents.split()[0]} %}} is not allowed")
+        super().extend_nodelist(nodelist, node, token)
+
+
+class _SandboxTemplate(Template):
+    def compile_nodelist(self) -> NodeList:
+        parser = _SandboxParser(
+            Lexer(self.source).tokenize(),
+            self.engine.template_libraries,
+            self.engine.template_builtins,
+            self.origin,
+        )
+        nodelist = parser.parse()
+        self.extra_data = parser.extra_data
+        return nodelist
+
+
+class _SandboxEngine(Engine):
+    # Engine always prepends these to `builtins`; the sandbox must start from nothing.
+    default_builtins: list[str] = []
+
+
+ENGINE = _SandboxEngine(
+    dirs=[],
+    app_dirs=False,
+    loaders=[],
+    libraries={},
+    builtins=["templates.sandbox"],
+    context_processors=[],
+    string_if_invalid=sandbox.MissingSentinel(),
+    debug=False,
+    autoescape=True,
+)
+
+
+class _MeteredContext(Context):
+    def __init__(self, data: dict[str, Any], *, autoescape: bool) -> None:
+        super().__init__(data, autoescape=autoescape)
+        self.budget = sandbox.RenderBudget()
+
+
+def _forbidden_tags(source: str) -> list[str]:
+    """Block tags outside the allow-list, named with their line, before the parser's
+    generic "Invalid block tag" (which reports only the first and suggests {% load %})."""
+    found = []
+    for token in Lexer(source).tokenize():
+        if token.token_type != TokenType.BLOCK:
+            continue
+        words = token.contents.split()
+        if words and words[0] not in sandbox.TAG_WORDS:
+            found.append(f"{{% {words[0]} %}} is not allowed (line {token.lineno})")
+    return found
+
+
+@functools.lru_cache(maxsize=512)
+def _compile(source: str) -> Template:
+    # Versions are immutable, so the same source recurs for every message of a template;
+    # compiled templates keep no render state and are safe to share between threads.
+    return _SandboxTemplate(source, engine=ENGINE)
+
+
+def _source_errors(source: str) -> tuple[str, ...]:
+    """What is wrong with one part's source, as messages for an operator."""
+    if len(source) > MAX_SOURCE_CHARS:
+        # Checked before the caches, so they never hold an oversized text.
+        return (f"Longer than {MAX_SOURCE_CHARS} characters ({len(source)}).",)
+    return _syntax_errors(source)
+
+
+@functools.lru_cache(maxsize=512)
+def _syntax_errors(source: str) -> tuple[str, ...]:
+    # Cached like `_compile`: every render checks its source again.
+    forbidden = _forbidden_tags(source)
+    if forbidden:
+        return tuple(forbidden)
+    try:
+        _compile(source)
+    except TemplateSyntaxError as exc:
+        message = str(exc)
+        match = _INVALID_FILTER.match(message)
+        return (f"The filter '{match.group(1)}' is not allowed." if match else message,)
+    except Exception as exc:
+        # A tag that evaluates something while compiling; never let it pass as valid.
+        return (f"The template could not be compiled ({type(exc).__name__}).",)
+    return ()
+
+
+def validate_source(*, channel: str, subject: str, body: str, html: str) -> None:
+    """Raise ValidationError with messages per field (channel, subject, body, html)."""
+    errors: dict[str, list[str]] = {}
+
+    def add(field: str, message: str) -> None:
+        errors.setdefault(field, []).append(message)
+
+    if channel not in Channel.values:
+        add("channel", f"Unknown channel {channel!r}.")
+    if not body.strip():
+        add("body", "The body is required.")
+    if channel == Channel.EMAIL and not subject.strip():
+        add("subject", "An email template needs a subject.")
+    if channel == Channel.SMS:
+        if subject:
+            add("subject", "An SMS template has no subject.")
+        if html:
+            add("html", "An SMS template has no HTML body.")
+    for field, source in (("subject", subject), ("body", body), ("html", html)):
+        for message in _source_errors(source):
+            add(field, message)
+    if errors:
+        raise ValidationError(errors)
+
+
+def _freeze(value: Any, path: str, depth: int) -> Any:
+    """A read-only copy of plain JSON-like data; anything else is refused.
+
+    Model instances, requests, settings, callables: none may reach a template, whatever a
+    caller passes. Mappings become read-only proxies and lists tuples, so a template cannot
+    call a mutating method on the data (Django calls argument-less methods it looks up)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if depth >= MAX_CONTEXT_DEPTH:
+        raise RenderError(f"the context is nested deeper than {MAX_CONTEXT_DEPTH} levels")
+    if isinstance(value, dict):
+        frozen = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise RenderError(f"the context has a non-text key under '{path or '.'}'")
+            frozen[key] = _freeze(item, f"{path}.{key}" if path else key, depth + 1)
+        return types.MappingProxyType(frozen)
+    if isinstance(value, list):
+        return tuple(_freeze(item, f"{path}.{n}", depth + 1) for n, item in enumerate(value))
+    raise RenderError(
+        f"the context value '{path}' is a {type(value).__name__}, not plain data "
+        "(text, number, true/false, null, list or object)"
+    )
+
+
+def _plain_context(context: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(context, dict):
+        raise RenderError("the context must be an object")
+    frozen = _freeze(context, "", 0)
+    # The top level stays a dict: Django writes loop and `cycle ... as` variables into it.
+    return dict(frozen)
+
+
+def _render_part(part: str, source: str, data: dict[str, Any], *, autoescape: bool) -> str:
+    errors = _source_errors(source)
+    if errors:
+        raise RenderError(f"the {part} template is invalid: {errors[0]}", part=part)
+    template = _compile(source)
+    try:
+        return template.render(_MeteredContext(dict(data), autoescape=autoescape))
+    except sandbox.MissingVariable as exc:
+        message = (
+            f"missing variable '{exc.name}'"
+            if exc.name
+            else "a value could not be printed (missing, or a method that needs arguments)"
+        )
+        raise RenderError(message, part=part) from None
+    except VariableDoesNotExist as exc:
+        # Raised for filter arguments. Its text quotes the data searched: keep the name only.
+        name = exc.params[0] if exc.params else ""
+        raise RenderError(f"missing variable '{name}'", part=part) from None
+    except (sandbox.LimitExceeded, sandbox.TemplateDataError) as exc:
+        raise RenderError(str(exc), part=part) from None
+    except Exception as exc:
+        # Anything else comes from a filter or tag fed unsuitable data (a number to `join`,
+        # an unpacking loop over a text). Exception texts may quote the data, so only the
+        # type is kept; the message fails permanently instead of crashing the worker.
+        raise RenderError(f"{type(exc).__name__} while rendering the {part}", part=part) from None
+
+
+def _check_length(part: str, text: str, limit: int) -> None:
+    if len(text) > limit:
+        raise RenderError(f"the rendered {part} is longer than {limit} characters", part=part)
+
+
+def render_parts(
+    *,
+    channel: str,
+    subject: str,
+    body: str,
+    html: str,
+    context: dict[str, Any],
+    locale: str = "en",
+) -> Rendered:
+    """Render template sources (a version's, or a draft for a preview) with plain data.
+
+    Dates and numbers are formatted for `locale` (the template's language)."""
+    data = _plain_context(context)
+    with translation.override(locale or "en"):
+        if channel == Channel.SMS:
+            text = _render_part("body", body, data, autoescape=False).strip()
+            if not text:
+                raise RenderError("the rendered SMS is empty", part="body")
+            _check_length("SMS", text, MAX_SMS_CHARS)
+            rendered_subject = rendered_html = ""
+        elif channel == Channel.EMAIL:
+            raw_subject = _render_part("subject", subject, data, autoescape=False)
+            # One line: a newline in the data must not become a header line.
+            rendered_subject = " ".join(raw_subject.split())
+            if not rendered_subject:
+                raise RenderError("the rendered subject is empty", part="subject")
+            _check_length("subject", rendered_subject, MAX_SUBJECT_CHARS)
+            text = _render_part("body", body, data, autoescape=False).strip()
+            if not text:
+                raise RenderError("the rendered body is empty", part="body")
+            rendered_html = (
+                _render_part("html", html, data, autoescape=True).strip() if html.strip() else ""
+            )
+        else:
+            raise RenderError(f"unknown channel {channel!r}")
+    return Rendered(
+        subject=rendered_subject,
+        text=text,
+        html=rendered_html,
+        content_hash=json_hash({"subject": rendered_subject, "text": text, "html": rendered_html}),
+    )
+
+
+def render_version(version: TemplateVersion, context: dict[str, Any]) -> Rendered:
+    """Render one immutable version with the event's data. Raises RenderError (permanent)."""
+    template = version.template
+    return render_parts(
+        channel=template.channel,
+        subject=version.subject,
+        body=version.body,
+        html=version.html,
+        context=context,
+        locale=template.locale,
+    )

@@ -1,0 +1,35 @@
+"""Finding the template for a recipient's locale."""
+
+from __future__ import annotations
+
+from templates.models import Template
+
+FALLBACK_LOCALE = "en"
+
+
+def locale_normalize(locale: str | None) -> str:
+    """Lower case with hyphens ("pt_BR" and "PT-br" both become "pt-br"), for comparing."""
+    return (locale or "").strip().replace("_", "-").lower()
+
+
+def template_for(*, key: str, locale: str | None) -> Template | None:
+    """The template `key` in the best locale for `locale`, compared case-insensitively:
+    the exact locale, then its language ("pt" for "pt-BR"), then another region of that
+    language ("pt-PT" for "pt-BR"), then "en", then another English, then any locale (the
+    first in locale order, so the choice is stable). Disabled templates are returned too:
+    the dispatcher records them as blocked rather than looking elsewhere."""
+    candidates = list(
+        Template.objects.filter(key=key).select_related("current_version").order_by("locale")
+    )
+    if not candidates:
+        return None
+    by_locale = {locale_normalize(t.locale): t for t in candidates}
+    wanted = locale_normalize(locale)
+    language = wanted.split("-")[0]
+    for exact in (wanted, language, FALLBACK_LOCALE):
+        if exact and exact in by_locale:
+            return by_locale[exact]
+        for name, template in by_locale.items():
+            if exact and name.split("-")[0] == exact:
+                return template
+    return candidates[0]

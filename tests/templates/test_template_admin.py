@@ -1,0 +1,186 @@
+"""The templates screens: list, add and edit with validation, preview, history, actions."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+
+from templates.models import Template, TemplateVersion
+
+LIST = "/admin/templates/template/"
+
+
+@pytest.fixture
+def olivia(db, client):
+    user = User.objects.create_superuser("olivia", "olivia@example.org", "pw-olivia-1234")
+    client.force_login(user)
+    return client
+
+
+def _edit_form(template: Template, **changes: str) -> dict[str, str]:
+    form = {
+        "category": template.category,
+        "tier": str(template.tier),
+        "description": template.description,
+        "subject": template.subject,
+        "body": template.body,
+        "html": template.html,
+        "sample_data": '{"name": "Ada", "scholarship": "STEM Futures", "deadline": "2026-12-01"}',
+        "versions-TOTAL_FORMS": "0",
+        "versions-INITIAL_FORMS": str(template.versions.count()),
+        "versions-MIN_NUM_FORMS": "0",
+        "versions-MAX_NUM_FORMS": "0",
+        "_continue": "1",
+    }
+    form.update(changes)
+    return form
+
+
+def test_it_opens_the_list_add_and_change_pages(olivia, make_template):
+    template = make_template()
+    assert olivia.get(LIST).status_code == 200
+    assert olivia.get(f"{LIST}add/").status_code == 200
+    page = olivia.get(f"{LIST}{template.pk}/change/")
+    assert page.status_code == 200
+    assert "Version history" in page.text
+
+
+def test_it_renders_a_preview_with_the_sample_data(olivia, make_template):
+    template = make_template(
+        sample_data={"name": "Ada <3", "scholarship": "STEM Futures", "deadline": "2026-12-01"}
+    )
+    page = olivia.get(f"{LIST}{template.pk}/change/")
+    assert "STEM Futures closes on 2026-12-01" in page.text
+    assert "Hello Ada &lt;3, STEM Futures closes on 2026-12-01." in page.text
+    # The HTML part sits in a sandboxed frame, escaped once for the attribute.
+    assert '<iframe sandbox="" srcdoc="&lt;p&gt;Hello Ada &amp;lt;3' in page.text
+
+
+def test_it_shows_a_failing_preview_instead_of_a_500(olivia, make_template):
+    template = make_template(sample_data={"name": "Ada"})
+    page = olivia.get(f"{LIST}{template.pk}/change/")
+    assert page.status_code == 200
+    assert "Preview failed: missing variable &#x27;scholarship&#x27;" in page.text
+
+
+def test_it_saves_an_edit_as_a_new_version(olivia, make_template):
+    template = make_template()
+    response = olivia.post(
+        f"{LIST}{template.pk}/change/", _edit_form(template, body="Hurry, {{ name }}!")
+    )
+    assert response.status_code == 302, (
+        response.context["adminform"].form.errors if response.context else ""
+    )
+    template.refresh_from_db()
+    assert template.current_version.number == 2
+    assert template.current_version.body == "Hurry, {{ name }}!"
+    assert template.current_version.created_by == "olivia"
+    assert TemplateVersion.objects.get(template=template, number=1).body.startswith("Hello")
+    assert template.sample_data["name"] == "Ada"
+    page = olivia.get(f"{LIST}{template.pk}/change/")
+    assert "Saved as version 2." in page.text
+    assert "Hurry, Ada!" in page.text
+
+
+def test_it_refuses_an_edit_with_a_forbidden_tag(olivia, make_template):
+    template = make_template()
+    response = olivia.post(f"{LIST}{template.pk}/change/", _edit_form(template, body="{% debug %}"))
+    assert response.status_code == 200
+    assert (
+        "{% debug %} is not allowed (line 1)"
+        in response.context["adminform"].form.errors["body"][0]
+    )
+    template.refresh_from_db()
+    assert template.current_version.number == 1
+
+
+def test_it_refuses_sample_data_that_is_not_an_object(olivia, make_template):
+    template = make_template()
+    response = olivia.post(
+        f"{LIST}{template.pk}/change/", _edit_form(template, sample_data="[1, 2]")
+    )
+    assert response.status_code == 200
+    assert "sample_data" in response.context["adminform"].form.errors
+
+
+def test_it_creates_a_template_with_version_one(olivia):
+    response = olivia.post(
+        f"{LIST}add/",
+        {
+            "key": "welcome_sms",
+            "channel": "sms",
+            "locale": "pt_BR",
+            "category": "transactional",
+            "tier": "0",
+            "enabled": "on",
+            "description": "",
+            "subject": "",
+            "body": "Olá {{ name }}",
+            "html": "",
+            "sample_data": '{"name": "Ana"}',
+            "versions-TOTAL_FORMS": "0",
+            "versions-INITIAL_FORMS": "0",
+            "versions-MIN_NUM_FORMS": "0",
+            "versions-MAX_NUM_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302
+    template = Template.objects.get(key="welcome_sms")
+    assert (template.locale, template.whitelisted, template.current_version.number) == (
+        "pt-BR",
+        False,
+        1,
+    )
+    assert template.current_version.created_by == "olivia"
+
+
+def test_it_refuses_an_sms_with_a_subject_on_add(olivia):
+    response = olivia.post(
+        f"{LIST}add/",
+        {
+            "key": "bad_sms",
+            "channel": "sms",
+            "locale": "en",
+            "category": "transactional",
+            "tier": "0",
+            "subject": "no subjects in SMS",
+            "body": "hi",
+            "sample_data": "{}",
+            "versions-TOTAL_FORMS": "0",
+            "versions-INITIAL_FORMS": "0",
+            "versions-MIN_NUM_FORMS": "0",
+            "versions-MAX_NUM_FORMS": "0",
+        },
+    )
+    assert response.status_code == 200
+    assert "An SMS template has no subject." in response.context["adminform"].form.errors["subject"]
+    assert not Template.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("action", "field", "value", "message"),
+    [
+        ("whitelist", "whitelisted", True, "2 template(s) whitelisted; 1 already were."),
+        ("unwhitelist", "whitelisted", False, "1 template(s) unwhitelisted; 2 already were."),
+        ("disable", "enabled", False, "3 template(s) disabled; 0 already were."),
+        ("enable", "enabled", True, "0 template(s) enabled; 3 already were."),
+    ],
+)
+def test_it_switches_templates_in_bulk_and_reports_counts(
+    olivia, make_template, action, field, value, message
+):
+    templates = [
+        make_template(key="a", whitelisted=True),
+        make_template(key="b"),
+        make_template(key="c"),
+    ]
+    response = olivia.post(
+        LIST, {"action": action, "_selected_action": [t.pk for t in templates]}, follow=True
+    )
+    assert message in response.text
+    assert set(Template.objects.values_list(field, flat=True)) == {value}
+
+
+def test_it_offers_no_delete(olivia, make_template):
+    template = make_template()
+    assert olivia.get(f"{LIST}{template.pk}/delete/").status_code == 403
