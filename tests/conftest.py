@@ -12,12 +12,18 @@ from rest_framework.test import APIClient
 
 from events.auth import issue_access_token
 from events.services import event_type_ensure, service_account_create
+from flags.services import flags_forget_cache
+
+# Real loopback servers for the network edge: smtp_server, sms_gateway.
+pytest_plugins = ["tests.support.fixtures"]
 
 
 @pytest.fixture(autouse=True)
 def _clear_cache() -> None:
-    # Throttle counters and coalescing markers must not leak between tests.
+    # Throttle counters and coalescing markers must not leak between tests, nor the flag
+    # values a process caches (a rolled-back test's flag change would outlive it).
     cache.clear()
+    flags_forget_cache()
 
 
 @pytest.fixture

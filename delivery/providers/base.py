@@ -1,0 +1,176 @@
+"""The one contract every delivery provider follows.
+
+The dispatcher knows only these types: it asks the registry for the provider of a channel,
+opens one session per batch (one SMTP connection, one keep-alive HTTP session), sends each
+message through it and reads either a `SendResult` or a `ProviderError`. A provider never lets
+any other exception out of `send()`, and decides alone whether a failure is permanent (the
+message goes to the dead-letter queue) or transient (it is retried with backoff).
+
+Nothing here may put an address, a phone number or a message body into an exception message
+or a log line: those travel up into attempts, lineage rows and logs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+# Outcomes that are not a vendor reply get a symbolic response code, so attempts and metrics
+# can count them next to "550" or "429".
+CODE_NOT_CONFIGURED = "not_configured"
+CODE_TIMEOUT = "timeout"
+CODE_CONNECTION = "connection_error"
+CODE_INVALID = "invalid_message"
+CODE_ERROR = "error"
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """A rendered message ready to leave. `message_uid` is stable across attempts: providers
+    derive the email Message-ID and the gateway idempotency key from it, so a retry after an
+    unknown outcome can be deduplicated by the receiver."""
+
+    message_uid: str
+    channel: str
+    to: str
+    subject: str
+    text: str
+    html: str
+    request_id: str
+
+    def __repr__(self) -> str:
+        # The default repr would put the address and the body into tracebacks and debug logs.
+        return f"OutboundMessage(message_uid={self.message_uid!r}, channel={self.channel!r})"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    provider_message_id: str
+    response_code: str
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    ok: bool
+    detail: str
+
+
+class ProviderError(Exception):
+    """A send (or session) failed. `permanent=True` means retrying cannot help (invalid
+    address, rejected credentials, 4xx); `permanent=False` covers everything that may succeed
+    later, including unknown outcomes such as a timeout after the request was written.
+    `retry_after` is the provider's own hint in seconds, when it gave one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        retry_after: float | None = None,
+        response_code: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.retry_after = retry_after
+        self.response_code = response_code
+
+    def __repr__(self) -> str:
+        return (
+            f"ProviderError({self.message!r}, permanent={self.permanent}, "
+            f"retry_after={self.retry_after}, response_code={self.response_code!r})"
+        )
+
+
+class ProviderSession:
+    """One open channel to a provider, reused for a batch of sends. Not thread-safe: a worker
+    opens its own. Use it as a context manager so the connection is closed on every path."""
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        """Deliver one message and return the provider's id and reply code.
+
+        A subclass must raise `ProviderError` (and nothing else) on failure, after mapping the
+        vendor's reply to permanent/transient, and must leave the session usable for the next
+        message (reconnecting lazily if the failure broke the connection)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the connection. A subclass must make this idempotent and must not raise:
+        it runs on error paths."""
+
+    def __enter__(self) -> ProviderSession:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Provider:
+    """A delivery channel's vendor. Instances are shared by every thread of a process (the
+    registry caches them), so a subclass keeps no per-send state on `self`; settings are read
+    at call time so tests and reconfiguration take effect."""
+
+    name: str = ""
+    channel: str = ""
+    # The environment variable an operator sets to configure this provider, for messages.
+    config_hint: str = ""
+    # Health probes must be cheap: they run from /health and from the canary.
+    health_timeout: float = 2.0
+    health_cache_seconds: float = 5.0
+
+    def __init__(self) -> None:
+        self._health_lock = threading.Lock()
+        self._health_cached: tuple[float, HealthResult] | None = None
+
+    def is_configured(self) -> bool:
+        """A subclass must say whether its settings allow a real send. An unconfigured
+        provider never pretends to send."""
+        raise NotImplementedError
+
+    def session_open(self, *, timeout: float) -> ProviderSession:
+        """A subclass must return a new session whose network calls each give up after
+        `timeout` seconds. Called only when `is_configured()` is true; should not connect
+        eagerly, so that a connection failure surfaces as a `ProviderError` from `send()`."""
+        raise NotImplementedError
+
+    def health_check(self, *, timeout: float) -> HealthResult:
+        """A subclass must probe the provider cheaply (connect, no-op) within `timeout`
+        seconds. It may raise; `health()` turns any exception into ok=False."""
+        raise NotImplementedError
+
+    def not_configured_detail(self) -> str:
+        return f"{self.channel} provider {self.name} not configured: set {self.config_hint}"
+
+    def open(self, *, timeout: float) -> ProviderSession:
+        if not self.is_configured():
+            raise ProviderError(
+                self.not_configured_detail(),
+                permanent=True,
+                response_code=CODE_NOT_CONFIGURED,
+            )
+        return self.session_open(timeout=timeout)
+
+    def health(self) -> HealthResult:
+        """The provider's health, cached for a few seconds so a busy /health endpoint does not
+        hammer the vendor. "Not configured" is ok=False; the caller decides whether an
+        unconfigured provider counts as a failure."""
+        if not self.is_configured():
+            return HealthResult(ok=False, detail=self.not_configured_detail())
+        now = time.monotonic()
+        with self._health_lock:
+            cached = self._health_cached
+            if cached is not None and now < cached[0]:
+                return cached[1]
+            try:
+                result = self.health_check(timeout=self.health_timeout)
+            except Exception as exc:  # a probe failing in any way is "unhealthy", not a crash
+                result = HealthResult(ok=False, detail=f"{self.name}: {type(exc).__name__}")
+            self._health_cached = (time.monotonic() + self.health_cache_seconds, result)
+            return result
