@@ -86,7 +86,7 @@ def authenticate_own_token(raw: str) -> Caller:
 def _unverified_claims(raw: str) -> dict[str, Any]:
     try:
         claims = jwt.decode(raw, options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
+    except (jwt.PyJWTError, RecursionError) as exc:  # deeply nested JSON: RecursionError
         raise AuthFailed("malformed", "The bearer token is not a well-formed JWT.") from exc
     if not isinstance(claims, dict):
         raise AuthFailed("malformed", "The bearer token is not a well-formed JWT.")
@@ -102,6 +102,10 @@ def authenticate_bearer(raw: str) -> Caller:
         from events.idp import authenticate_idp_token
 
         return authenticate_idp_token(raw)
+    if claims.get("iss", OWN_ISSUER) != OWN_ISSUER:
+        # Neither ours nor the configured identity provider's (prefix/suffix tricks included);
+        # a token without `iss` is left to our own verifier, which refuses it.
+        raise AuthFailed("wrong_issuer", "The token's issuer is not accepted here.")
     return authenticate_own_token(raw)
 
 

@@ -118,3 +118,25 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.uid}"
+
+
+class JwksState(models.Model):
+    """The identity provider's last-known-good JWKS, shared by every process and node.
+
+    A process that starts while the identity provider is unreachable still verifies tokens
+    with these keys for JWKS_STALE_GRACE_HOURS after `fetched_at` (SPEC §9). Written by
+    `events.jwks` only; failed fetches update `last_attempt_at`/`last_error` and never
+    replace the keys."""
+
+    url = models.CharField(max_length=1000, unique=True)
+    jwks = models.JSONField(default=dict)
+    fetched_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        verbose_name = "JWKS state"
+        verbose_name_plural = "JWKS state"
+
+    def __str__(self) -> str:
+        return self.url

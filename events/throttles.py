@@ -32,3 +32,10 @@ class TokenThrottle(SimpleRateThrottle):
 
     def get_cache_key(self, request: Request, view: APIView) -> str | None:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class WebhookThrottle(IntakeThrottle):
+    """Per webhook source (the caller `webhook:<source>`), counted after the signature
+    check so that unsigned requests cannot use up a partner's quota."""
+
+    scope = "webhook"

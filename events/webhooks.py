@@ -1,0 +1,183 @@
+"""POST /api/v1/webhooks/{source}: events from partners that sign their requests (Standard
+Webhooks) instead of holding a bearer token.
+
+Order of checks: body size (413, before any HMAC is computed), signature headers and
+signature (401), then the same JSON parsing, validation and idempotent intake as
+POST /api/v1/events. `webhook-id` is the idempotency key. An unknown source answers exactly
+like a wrong signature (401), so the answers do not reveal which sources exist. The throttle
+counts per source, and only signed requests: unsigned floods cannot use up a partner's quota.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http.request import RawPostDataException
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import authentication, parsers, permissions
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from comcenter.errors import ApiError
+from comcenter.metrics import EVENTS
+from events.apis import accept_and_respond, parse_json_body, validate_event
+from events.auth import AuthFailed, HasScope, record_auth_failure
+from events.identity import Caller
+from events.serializers import ErrorSerializer, EventAcceptedSerializer, EventInSerializer
+from events.throttles import WebhookThrottle
+from events.webhook_signing import SignatureRejected, webhook_secrets, webhook_signature_verify
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+
+
+def _too_large() -> ApiError:
+    EVENTS.labels(outcome="rejected", reason="payload_too_large").inc()
+    limit = settings.MAX_EVENT_BYTES
+    return ApiError(413, "payload_too_large", f"The body may be at most {limit} bytes.")
+
+
+def _raw_body(request: Request) -> bytes:
+    """The raw body, refused with 413 when over MAX_EVENT_BYTES (declared or actual)."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > settings.MAX_EVENT_BYTES:
+        raise _too_large()
+    try:
+        body = request.body
+    except (RequestDataTooBig, RawPostDataException):
+        raise _too_large() from None
+    if len(body) > settings.MAX_EVENT_BYTES:
+        raise _too_large()
+    return body
+
+
+class WebhookSignatureAuthentication(authentication.BaseAuthentication):
+    """The caller `webhook:<source>` with scope events:write, for a valid signature."""
+
+    def authenticate(self, request: Request) -> tuple[Caller, None]:
+        kwargs = (request.parser_context or {}).get("kwargs", {})
+        source = str(kwargs.get("source", ""))
+        body = _raw_body(request)
+        meta = request.META
+        try:
+            webhook_signature_verify(
+                secrets=webhook_secrets().get(source, ()),
+                message_id=meta.get("HTTP_WEBHOOK_ID"),
+                timestamp=meta.get("HTTP_WEBHOOK_TIMESTAMP"),
+                signature=meta.get("HTTP_WEBHOOK_SIGNATURE"),
+                body=body,
+                now=time.time(),
+                tolerance=settings.WEBHOOK_TOLERANCE_SECONDS,
+            )
+        except SignatureRejected as exc:
+            record_auth_failure(f"webhook_{exc.metric_reason}")
+            raise AuthFailed(exc.reason, exc.detail) from None
+        caller = Caller(
+            caller_id=f"webhook:{source}", scopes=frozenset({"events:write"}), kind="webhook"
+        )
+        return caller, None
+
+    def authenticate_header(self, request: Request) -> str:
+        # A 401 needs a challenge (DRF turns a 401 without one into a 403).
+        return 'Webhook-Signature realm="comcenter"'
+
+
+class WebhookSignatureScheme(OpenApiAuthenticationExtension):
+    target_class = "events.webhooks.WebhookSignatureAuthentication"
+    name = "webhookSignature"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "webhook-signature",
+            "description": (
+                "Standard Webhooks: space-separated `v1,<base64 HMAC-SHA256>` of "
+                "`{webhook-id}.{webhook-timestamp}.{raw body}`, keyed with the base64-decoded "
+                "part of the source's secret after `whsec_`; with the webhook-id and "
+                "webhook-timestamp headers."
+            ),
+        }
+
+
+_SIGNATURE_HEADERS = [
+    OpenApiParameter(
+        "webhook-id",
+        str,
+        OpenApiParameter.HEADER,
+        required=True,
+        description="Unique message id, 1-255 printable ASCII characters; the event's "
+        "idempotency key (a body `idempotency_key`, if any, must equal it).",
+    ),
+    OpenApiParameter(
+        "webhook-timestamp",
+        str,
+        OpenApiParameter.HEADER,
+        required=True,
+        description="Whole seconds since the Unix epoch; accepted within ±300 s of our clock.",
+    ),
+    OpenApiParameter(
+        "webhook-signature",
+        str,
+        OpenApiParameter.HEADER,
+        required=True,
+        description="Space-separated `v1,<base64>` signatures; one must match a secret of "
+        "the source (several secrets during a rotation).",
+    ),
+    OpenApiParameter("X-Request-ID", str, OpenApiParameter.HEADER, required=False),
+]
+
+
+class WebhookApi(APIView):
+    """POST /api/v1/webhooks/{source}"""
+
+    authentication_classes = [WebhookSignatureAuthentication]
+    permission_classes = [permissions.IsAuthenticated, HasScope]
+    required_scope = "events:write"
+    throttle_classes = [WebhookThrottle]
+    parser_classes: list[type[parsers.BaseParser]] = []
+
+    @extend_schema(
+        operation_id="webhooks_create",
+        summary="Submit an event signed per Standard Webhooks",
+        description=(
+            "The body is an event as for POST /api/v1/events. The body size is checked "
+            "before the signature; an unknown source is answered like a wrong signature."
+        ),
+        request=EventInSerializer,
+        parameters=[
+            OpenApiParameter(
+                "source",
+                str,
+                OpenApiParameter.PATH,
+                description="The partner's name, as configured in WEBHOOK_SECRETS.",
+            ),
+            *_SIGNATURE_HEADERS,
+        ],
+        responses={
+            202: EventAcceptedSerializer,
+            200: OpenApiResponse(EventAcceptedSerializer, "Duplicate of an earlier webhook-id"),
+            400: OpenApiResponse(ErrorSerializer, "Malformed JSON or invalid fields"),
+            401: OpenApiResponse(
+                ErrorSerializer,
+                "Missing or malformed signature headers, a timestamp outside the tolerance, "
+                "a signature matching no secret, or an unknown source",
+            ),
+            409: OpenApiResponse(ErrorSerializer, "webhook-id reused with another payload"),
+            413: OpenApiResponse(ErrorSerializer, "Body over MAX_EVENT_BYTES"),
+            415: OpenApiResponse(ErrorSerializer, "Body not application/json"),
+            422: OpenApiResponse(ErrorSerializer, "Unknown event type"),
+            429: OpenApiResponse(ErrorSerializer, "Throttled (per source); see Retry-After"),
+        },
+    )
+    def post(self, request: Request, source: str) -> Response:
+        parsed = parse_json_body(request, max_bytes=settings.MAX_EVENT_BYTES)
+        payload, key = validate_event(parsed, request.META["HTTP_WEBHOOK_ID"])
+        return accept_and_respond(request, caller=request.user, payload=payload, key=key)
