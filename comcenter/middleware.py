@@ -1,4 +1,7 @@
-"""Project-wide middleware: the request id and the security headers of SPEC §7."""
+"""Project-wide middleware: the request id and the security headers of SPEC §7.
+
+Order matters (settings.MIDDLEWARE): RequestIdMiddleware sits outside every middleware that
+adds headers, so a `HeaderInspectingResponse` (the canary) sees the final header set."""
 
 from __future__ import annotations
 
@@ -8,9 +11,20 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from comcenter.lib.context import clean_request_id, set_request_id
+from comcenter.lib.context import clean_request_id, reset_request_id, set_request_id
 
 Handler = Callable[[HttpRequest], HttpResponse]
+
+
+class HeaderInspectingResponse(HttpResponse):
+    """A response whose body reports on its own headers (the canary's `security_headers`).
+
+    The view cannot see headers that middleware adds after it returns, so the outermost
+    middleware calls `headers_final()` once every other middleware is done."""
+
+    def headers_final(self) -> None:
+        """A subclass must render its body here from `self.headers`."""
+        raise NotImplementedError
 
 
 class RequestIdMiddleware:
@@ -23,16 +37,27 @@ class RequestIdMiddleware:
         request_id = clean_request_id(request.META.get("HTTP_X_REQUEST_ID"))
         request.request_id = request_id  # type: ignore[attr-defined]
         request.started_at = time.perf_counter()  # type: ignore[attr-defined]
-        # Not reset afterwards: Django logs the response (django.request) after the middleware
-        # chain returns, and that line must carry the id too. Each request sets its own.
-        set_request_id(request_id)
-        response = self.get_response(request)
+        # Unbound afterwards, so lines logged between requests (a worker restarting, a
+        # periodic task in the same process) do not carry a stale id. Django's own line for
+        # a 4xx/5xx response comes after this returns; it carries the request, and the log
+        # filter reads the id from there (comcenter/lib/logging.py).
+        token = set_request_id(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            reset_request_id(token)
         response["X-Request-ID"] = request_id
+        if isinstance(response, HeaderInspectingResponse):
+            response.headers_final()
         return response
 
 
-# The API and the admin load scripts and styles only from this origin; the API docs page
-# (Swagger UI) is served from our own static files, so no CDN needs to be allowed.
+# Scripts, styles, fonts, images and fetches from this origin only; no inline or eval'd script,
+# no plugins, no framing, forms post only here. The API docs page (Swagger UI) is served from
+# our own static files (drf-spectacular-sidecar) with its start-up script as a file, so no
+# CDN is allowed. Styles alone allow 'unsafe-inline': Swagger UI renders style attributes and
+# some admin pages carry a <style> block; inline style cannot run code, and a browser test
+# (tests/ops/test_browser_csp.py) shows the docs page breaks without it.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "

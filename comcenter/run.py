@@ -1,38 +1,49 @@
 """`make run`: gunicorn and the django-q2 cluster as one foreground unit.
 
 Ctrl-C or SIGTERM stops both; if either dies, the other is stopped too, so the unit never
-half-runs (a web server accepting events that no worker will ever deliver)."""
+half-runs (a web server accepting events that no worker will ever deliver).
+
+Both children share one fresh PROMETHEUS_MULTIPROC_DIR, created here before either starts
+and removed on exit, so /metrics (served by any web worker) also counts what the cluster's
+workers did (delivery outcomes, end-to-end latency), and never values of an earlier run.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+GUNICORN_CONFIG = BASE_DIR / "deploy" / "gunicorn.conf.py"
+
+
+def child_environment(*, metrics_dir: str, port: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    env["PORT"] = port
+    # Python must not buffer JSON log lines of either child: they interleave on one stdout.
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("WEB_CONCURRENCY", "2")
+    return env
 
 
 def main() -> int:
     port = os.environ.get("PORT", "8000")
     python = sys.executable
+    metrics_dir = tempfile.mkdtemp(prefix="comcenter-metrics-")
+    env = child_environment(metrics_dir=metrics_dir, port=port)
     web = subprocess.Popen(
-        [
-            python,
-            "-m",
-            "gunicorn",
-            "comcenter.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            os.environ.get("WEB_CONCURRENCY", "2"),
-            "--access-logfile",
-            "-",
-            "--access-logformat",
-            '{"ts":"%(t)s","logger":"access","method":"%(m)s","path":"%(U)s",'
-            '"status":%(s)s,"ms":%(M)s,"request_id":"%({x-request-id}o)s"}',
-        ]
+        [python, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), "comcenter.wsgi:application"],
+        cwd=BASE_DIR,
+        env=env,
     )
-    workers = subprocess.Popen([python, "manage.py", "qcluster"])
+    workers = subprocess.Popen([python, "manage.py", "qcluster"], cwd=BASE_DIR, env=env)
     children = [web, workers]
     stopping = False
 
@@ -42,7 +53,11 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    print(f"comcenter: serving http://127.0.0.1:{port}/ (admin at /admin/, docs at /api/docs/)")
+    print(
+        f"comcenter: serving http://127.0.0.1:{port}/ "
+        "(admin at /admin/, docs at /api/docs/, canary at /canary)",
+        flush=True,
+    )
     while not stopping and all(child.poll() is None for child in children):
         time.sleep(0.2)
     for child in children:
@@ -54,6 +69,8 @@ def main() -> int:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             child.kill()
+            child.wait()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0 if stopping else 1
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: the replay (`make bench`) and delivery throughput; results in bench/results/."""

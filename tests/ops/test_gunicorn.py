@@ -1,0 +1,129 @@
+"""The real server: gunicorn with deploy/gunicorn.conf.py and two sync workers. Every line on
+stdout is JSON, the access line carries the request id, and /metrics counts the requests of
+both workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUESTS = 120
+
+pytestmark = pytest.mark.slow
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(django_db_setup: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    port = _free_port()
+    log_path = tmp_path / "stdout.log"
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = dict(os.environ)
+    env.update(
+        SECRET_KEY=secrets.token_urlsafe(50),
+        DATABASE_URL=_database_url(),
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        GUNICORN_BIND=f"127.0.0.1:{port}",
+        WEB_CONCURRENCY="2",
+        PYTHONUNBUFFERED="1",
+    )
+    with log_path.open("wb") as log, (tmp_path / "stderr.log").open("wb") as errors:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "deploy/gunicorn.conf.py",
+                "comcenter.wsgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=errors,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(f"{base}/health/live", timeout=2)
+                    break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            yield {"base": base, "log": log_path}
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+def _get(url: str, **headers: str) -> bytes:
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read()
+
+
+def test_it_logs_json_and_counts_every_workers_requests(server: dict[str, Any]) -> None:
+    base = server["base"]
+    metrics_before = _get(f"{base}/metrics").decode()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda _: _get(f"{base}/health/live"), range(REQUESTS)))
+    secret = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJl"
+    _get(f"{base}/health/live?token={secret}&to=bob@example.org", **{"X-Request-ID": "req-gun"})
+    metrics_after = _get(f"{base}/metrics").decode()
+
+    def served(text: str) -> float:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if (
+                    sample.name == "django_http_responses_total_by_status_view_method_total"
+                    and sample.labels == {"status": "200", "view": "health-live", "method": "GET"}
+                ):
+                    return sample.value
+        return 0.0
+
+    time.sleep(0.5)  # let the last access lines reach the log file
+    lines = [line for line in server["log"].read_text().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # every line is JSON
+    access = [e for e in entries if e["logger"] == "gunicorn.access"]
+    live = [e for e in access if e["path"] == "/health/live"]
+    assert len({e["pid"] for e in live}) == 2, "both workers should have served requests"
+    # One scrape counts the requests of both workers (the two before it and the one after).
+    assert served(metrics_after) - served(metrics_before) == REQUESTS + 1
+    tagged = [e for e in access if e["request_id"] == "req-gun"]
+    assert len(tagged) == 1
+    assert tagged[0]["status"] == 200
+    text = server["log"].read_text()
+    assert secret not in text
+    assert "bob@example.org" not in text
