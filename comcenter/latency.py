@@ -24,17 +24,16 @@ import struct
 import threading
 import time
 from collections import deque
-from functools import cache
 from pathlib import Path
 
-import redis
 from django.conf import settings
+
+from comcenter.lib.redis import redis_for_url
 
 log = logging.getLogger(__name__)
 
 REDIS_KEY = "comcenter:ack_latency_ms"
 # Redis calls on the ack path give up quickly: a sample is not worth waiting for.
-_REDIS_TIMEOUT = 0.25
 _FILE_PREFIX = "ack_latency_"
 _HEADER = struct.Struct("<Q")  # number of samples ever written by this process
 _SLOT = struct.Struct("<dd")  # (unix time, latency ms)
@@ -81,24 +80,15 @@ _warn = _Warn()
 # --- Redis ---------------------------------------------------------------------------------
 
 
-@cache
-def _redis_client(url: str) -> redis.Redis:
-    # redis-py's pool notices a fork (pid check) and reconnects, so one client per URL and
-    # process is safe under gunicorn's pre-fork model.
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=_REDIS_TIMEOUT, socket_timeout=_REDIS_TIMEOUT
-    )
-
-
 def _redis_record(url: str, ms: float) -> None:
-    pipe = _redis_client(url).pipeline(transaction=False)
+    pipe = redis_for_url(url).pipeline(transaction=False)
     pipe.lpush(REDIS_KEY, f"{ms:.3f}")
     pipe.ltrim(REDIS_KEY, 0, window() - 1)
     pipe.execute()
 
 
 def _redis_recent(url: str) -> list[float]:
-    raw = _redis_client(url).lrange(REDIS_KEY, 0, window() - 1)
+    raw = redis_for_url(url).lrange(REDIS_KEY, 0, window() - 1)
     return [float(item) for item in raw]
 
 
@@ -224,7 +214,7 @@ def ack_latency_forget() -> None:
     """Drop every sample of the configured store (tests, and after a benchmark warm-up)."""
     kind = backend()
     if kind == "redis":
-        _redis_client(settings.REDIS_URL).delete(REDIS_KEY)
+        redis_for_url(settings.REDIS_URL).delete(REDIS_KEY)
     elif kind == "files":
         for path in Path(settings.PROMETHEUS_MULTIPROC_DIR).glob(f"{_FILE_PREFIX}*.bin"):
             path.unlink(missing_ok=True)

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from django.conf import settings
 from rest_framework import authentication, exceptions, permissions
-from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
 from events.identity import Caller
@@ -70,17 +69,59 @@ def issue_access_token(account: ServiceAccount, scopes: list[str]) -> AccessToke
 
 
 def authenticate_own_token(raw: str) -> Caller:
+    """Verify one of our HS256 access tokens (signature, exp, iss, aud, type) and the account."""
+    jwt_settings = settings.SIMPLE_JWT
     try:
-        token = AccessToken(raw)  # type: ignore[arg-type]
-    except ExpiredTokenError as exc:
+        claims = jwt.decode(
+            raw,
+            jwt_settings["SIGNING_KEY"],
+            algorithms=[jwt_settings["ALGORITHM"]],
+            audience=jwt_settings["AUDIENCE"],
+            issuer=jwt_settings["ISSUER"],
+            options={"require": ["exp", "sub", "iss", "aud"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
         raise AuthFailed("expired", "The access token has expired.") from exc
-    except TokenError as exc:
+    except (jwt.PyJWTError, RecursionError) as exc:
         raise AuthFailed("invalid_token", "The access token is invalid.") from exc
-    client_id = str(token.get("sub", ""))
-    if not client_id or not _account_is_active(client_id):
+    if claims.get("token_type") != "access":
+        raise AuthFailed("invalid_token", "The access token is invalid.")
+    client_id = str(claims["sub"])
+    if not _account_is_active(client_id):
         raise AuthFailed("revoked", "The service account is unknown or revoked.")
-    scopes = frozenset(str(token.get("scope", "")).split())
-    return Caller(caller_id=f"sa:{client_id}", scopes=scopes, kind="service_account")
+    caller = Caller(
+        caller_id=f"sa:{client_id}",
+        scopes=frozenset(str(claims.get("scope", "")).split()),
+        kind="service_account",
+    )
+    _remember(raw, caller, float(claims["exp"]), client_id)
+    return caller
+
+
+# Verified service-account tokens by their text: a client reuses one token for every request
+# until it expires, so the ack path verifies its signature once, not per request. Revocation
+# still applies within _ACCOUNT_CACHE_SECONDS (the account check runs on every hit).
+_VERIFIED_MAX = 1024
+_verified: dict[str, tuple[float, Caller, str]] = {}
+
+
+def _remember(raw: str, caller: Caller, exp: float, client_id: str) -> None:
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified[raw] = (exp, caller, client_id)
+
+
+def _recall(raw: str) -> Caller | None:
+    hit = _verified.get(raw)
+    if hit is None:
+        return None
+    exp, caller, client_id = hit
+    if exp <= time.time():
+        _verified.pop(raw, None)
+        raise AuthFailed("expired", "The access token has expired.")
+    if not _account_is_active(client_id):
+        raise AuthFailed("revoked", "The service account is unknown or revoked.")
+    return caller
 
 
 def _unverified_claims(raw: str) -> dict[str, Any]:
@@ -97,6 +138,9 @@ def authenticate_bearer(raw: str) -> Caller:
     """Verify a bearer token of either kind; raise AuthFailed with a reason otherwise."""
     if len(raw) > 16384:
         raise AuthFailed("malformed", "The bearer token is too long.")
+    cached = _recall(raw)
+    if cached is not None:
+        return cached
     claims = _unverified_claims(raw)
     if settings.JWKS_URL and claims.get("iss") == settings.JWT_ISSUER:
         from events.idp import authenticate_idp_token

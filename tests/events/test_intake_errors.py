@@ -179,7 +179,7 @@ def test_it_answers_403_without_the_write_scope(reader, make_event):
 def test_it_answers_429_with_retry_after_when_throttled(alice, make_event, monkeypatch):
     from events.throttles import IntakeThrottle
 
-    monkeypatch.setattr(IntakeThrottle, "THROTTLE_RATES", {"intake": "2/min"})
+    monkeypatch.setattr(IntakeThrottle, "rate", "2/min")
     alice.post_event("{")
     alice.post_event("{")
     response = alice.post_event(make_event())
