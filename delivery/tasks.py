@@ -1,25 +1,82 @@
-"""django-q2 entry points of the delivery pipeline."""
+"""django-q2 entry points of the delivery pipeline.
+
+django-q2 only runs these; every state lives in our tables, so a lost task (the Redis broker
+drops a SIGKILLed worker's task) or a duplicated one costs latency, never a message:
+`pump` is woken per event batch by the outbox, and `tick` re-finds everything that becomes
+due with time (retries, gap waits, held messages after a pause, rate-limited messages,
+expired leases) because a django-q2 schedule runs at most once a minute."""
 
 from __future__ import annotations
 
-from django.db import transaction
+import logging
+import os
+import socket
+import time
+import uuid
 
-from events.handoff import outbox_wake_consumed
-from events.models import Event, OutboxState
-from events.services import event_mark_handed_off
+from delivery.dispatcher import dispatch_due
+from delivery.services import (
+    messages_expire_due,
+    messages_purge_dead,
+    outbox_consume,
+    outbox_expand,
+    worker_lease_release,
+    worker_lease_take,
+)
+
+log = logging.getLogger(__name__)
+
+# Below Q_CLUSTER's timeout (120 s), which kills a task that runs longer.
+PUMP_BUDGET_SECONDS = 50.0
+# The ticker is scheduled every minute and loops for most of it; the next run waits for the
+# lease and takes over when this one ends.
+TICK_SECONDS = 58.0
+TICK_IDLE_SLEEP = 0.5
+TICK_PASS_BUDGET = 10.0
+TICKER_LEASE = "delivery-ticker"
 
 
-def pump(reason: str = "") -> int:
-    """Consume the outbox. Until the dispatcher lands it only marks events received."""
-    outbox_wake_consumed()
-    handled = 0
-    while True:
-        with transaction.atomic():
-            ids = list(
-                Event.objects.filter(outbox_state=OutboxState.PENDING)
-                .order_by("id")
-                .values_list("id", flat=True)[:500]
-            )
-            if not ids:
-                return handled
-            handled += event_mark_handed_off(event_ids=ids)
+def pump(reason: str = "") -> dict[str, int]:
+    """The outbox consumer (settings.OUTBOX_CONSUMER): turn new events into messages, then
+    dispatch whatever is due."""
+    events = outbox_consume()
+    report = dispatch_due(budget_seconds=PUMP_BUDGET_SECONDS)
+    return {"events": events, "messages": report.claimed}
+
+
+def tick(seconds: float = TICK_SECONDS) -> int:
+    """Periodic task: one ticker at a time (a lease), a pass every TICK_IDLE_SLEEP seconds
+    while idle and back to back while there is work; returns the number of passes."""
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    end = time.monotonic() + seconds
+    passes = 0
+    try:
+        while (remaining := end - time.monotonic()) > 0:
+            worked = False
+            if worker_lease_take(name=TICKER_LEASE, holder=holder, seconds=TICK_PASS_BUDGET + 10):
+                passes += 1
+                worked = tick_pass(budget_seconds=min(remaining, TICK_PASS_BUDGET))
+            if not worked:
+                time.sleep(max(0.0, min(TICK_IDLE_SLEEP, end - time.monotonic())))
+    finally:
+        worker_lease_release(name=TICKER_LEASE, holder=holder)
+    return passes
+
+
+def tick_pass(*, budget_seconds: float) -> bool:
+    """Expire what is past due, expand any event whose wake-up was lost, dispatch what is
+    due. True if it found work."""
+    expired = messages_expire_due()
+    events = 0
+    while consumed := outbox_expand():
+        events += consumed
+    report = dispatch_due(budget_seconds=budget_seconds)
+    return bool(expired or events or report.claimed or report.recovered)
+
+
+def purge_dead() -> int:
+    """Periodic task: delete dead messages kept longer than DLQ_RETENTION_HOURS."""
+    purged = messages_purge_dead()
+    if purged:
+        log.info("purged dead messages past retention", extra={"count": purged})
+    return purged

@@ -1,0 +1,172 @@
+"""Operator console for delivery: routes (editable), suppressions, messages and attempts
+(read-only), and the dead-letter queue with its requeue and discard actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from comcenter.lib.admin import ReadOnlyAdmin
+from delivery import services
+from delivery.models import Attempt, DeadLetter, Message, MessageState, Route, Suppression
+
+
+@admin.register(Route)
+class RouteAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "event_type",
+        "template_key",
+        "channel",
+        "position",
+        "enabled",
+        "updated_at",
+    )
+    list_editable = ("enabled",)
+    list_filter = ("channel", "enabled", "event_type")
+    search_fields = ("event_type", "template_key")
+    fields = services.ROUTE_EDITABLE
+
+    def save_model(self, request: HttpRequest, obj: Route, form: Any, change: bool) -> None:
+        services.route_save(route=obj, actor=request.user.get_username(), created=not change)
+
+    def delete_model(self, request: HttpRequest, obj: Route) -> None:
+        services.route_delete(route=obj, actor=request.user.get_username())
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
+        for route in queryset:
+            services.route_delete(route=route, actor=request.user.get_username())
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    list_display = ("id", "channel", "reason", "note", "created_at")
+    list_filter = ("channel", "reason")
+    search_fields = ("=address",)
+    fields = ("channel", "address", "reason", "note")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # add or delete; an edited address would be a different suppression
+
+    def save_model(self, request: HttpRequest, obj: Suppression, form: Any, change: bool) -> None:
+        services.suppression_add(
+            channel=obj.channel,
+            address=obj.address,
+            reason=obj.reason,
+            note=obj.note,
+            actor=request.user.get_username(),
+        )
+
+
+class AttemptInline(admin.TabularInline):
+    model = Attempt
+    fields = (
+        "number",
+        "outcome",
+        "provider",
+        "response_code",
+        "error",
+        "started_at",
+        "finished_at",
+        "stale",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("id",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class _MessageAdminBase(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "uid",
+        "event_uid",
+        "channel",
+        "template_key",
+        "recipient_id",
+        "sequence",
+        "attempts",
+        "last_error",
+        "state",
+        "updated_at",
+    )
+    list_select_related = ("event",)
+    list_filter = ("state", "channel", "provider", "template_key")
+    search_fields = ("=uid", "=event__uid", "=recipient_id", "=state", "template_key")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    inlines = (AttemptInline,)
+    exclude = ("template", "template_version", "route", "lane", "event")
+    readonly_fields = ("event_uid", "route", "template_version")
+
+    @admin.display(description="event")
+    def event_uid(self, obj: Message) -> str:
+        return str(obj.event.uid)
+
+
+@admin.register(Message)
+class MessageAdmin(_MessageAdminBase):
+    pass
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(_MessageAdminBase):
+    """The dead-letter queue: review, then requeue or discard (each action is one service)."""
+
+    list_filter = ("channel", "provider", "template_key")
+    actions = ("requeue", "discard")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DeadLetter]:
+        return super().get_queryset(request).filter(state=MessageState.DEAD)
+
+    def has_dlq_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("delivery.change_deadletter")
+
+    @admin.action(description="Requeue the selected dead messages", permissions=["dlq"])
+    def requeue(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        count = services.message_requeue_dead(
+            message_ids=list(queryset.values_list("pk", flat=True)),
+            actor=request.user.get_username(),
+        )
+        self.message_user(request, f"Requeued {count} dead message(s).", messages.SUCCESS)
+
+    @admin.action(description="Discard the selected dead messages", permissions=["dlq"])
+    def discard(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        count = services.message_discard_dead(
+            message_ids=list(queryset.values_list("pk", flat=True)),
+            actor=request.user.get_username(),
+        )
+        self.message_user(request, f"Discarded {count} dead message(s).", messages.SUCCESS)
+
+
+@admin.register(Attempt)
+class AttemptAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "message_uid",
+        "number",
+        "provider",
+        "response_code",
+        "error",
+        "stale",
+        "started_at",
+        "outcome",
+        "finished_at",
+    )
+    list_select_related = ("message",)
+    list_filter = ("outcome", "provider", "stale")
+    search_fields = ("=message__uid", "=response_code")
+    show_full_result_count = False
+
+    @admin.display(description="message")
+    def message_uid(self, obj: Attempt) -> str:
+        return str(obj.message.uid)

@@ -1,0 +1,593 @@
+"""The dispatcher: claims due messages a batch at a time and sends each batch through one
+provider session, under the gates, a lease, per-key ordering and the shared rate limit.
+
+Per-key ordering. Every message belongs to a lane (one per caller and ordering key) and has a
+lane position (lane_order, event id, id), lane_order being the sequence or 0 (receipt order)
+without one. A message is claimable when all of these hold:
+- it is waiting (pending, retrying; held too unless DISPATCH_PAUSED) and next_attempt_at has
+  come (retry backoff, rate-limit waits);
+- it is the lane's head: no active message of the lane (waiting or dispatching) comes before
+  it;
+- its lane is free: `lane.busy_until` (the lease of the lane's message in flight) is unset or
+  past;
+- it is in order or has waited long enough: no sequence; or sequence <= lane.done_sequence + 1
+  (done_sequence is the highest sequence of the key that reached a final state, a dead
+  message included, so a dead message releases its key; or whose event produced no message
+  in the lane); or its gap wait is over (`gap_until`, ORDERING_GAP_WAIT after the event's
+  arrival), in which case the claim's lineage row records the gap.
+
+Claim protocol, one transaction, the same ORM code on PostgreSQL and SQLite:
+1. SELECT the claimable heads of a channel in due order, LIMIT batch, FOR UPDATE OF the lane
+   row SKIP LOCKED. A lane another worker is claiming right now is skipped. A lane another
+   worker claimed and committed after this statement's snapshot is caught by PostgreSQL's
+   re-check of the WHERE clause on the newest version of the row it locks: `busy_until` is
+   set there, so the row drops out.
+2. UPDATE those lanes: busy_until = now() + DISPATCH_LEASE_SECONDS.
+3. UPDATE the messages to `dispatching` (only if still in the state read in step 1) with
+   lease_until = now() + lease and lease_token + 1, and write their lineage rows. A lane
+   whose message changed meanwhile is freed again.
+On SQLite there is no SKIP LOCKED (Django drops the clause); the IMMEDIATE transaction holds
+the database write lock from its first statement, so the steps run with no other writer.
+
+Every write of a result leaves `dispatching` through `message_transition(fenced=True)`: it
+applies only under the lease_token this worker claimed, and frees the lane in the same
+statement. A send starts only while the remaining lease exceeds three provider deadlines, so a
+live worker is never overtaken by a second claimer of its lane. A worker that dies leaves
+`dispatching` rows whose lease runs out; `messages_recover_expired_leases` puts them back in
+line (`retrying`, due now) and their lanes free themselves when busy_until passes. Each send's
+result is committed before the next send starts, so a worker killed mid-batch leaves at most
+one message sent but unrecorded: at most one duplicate per crash, and the email Message-ID and
+the gateway's Idempotency-Key (both from the message uid) let the receiver drop it. Times are
+the database's (Now()), never the host's.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import BooleanField, Case, Exists, F, Func, OuterRef, Q, QuerySet, Value, When
+from django.db.models.functions import Now
+
+from comcenter.lib.context import request_id_bound
+from delivery.clock import DbClock
+from delivery.models import (
+    ACTIVE_STATES,
+    WAITING_STATES,
+    Attempt,
+    AttemptOutcome,
+    Lane,
+    Message,
+    MessageState,
+)
+from delivery.providers.base import OutboundMessage, Provider, ProviderError, ProviderSession
+from delivery.providers.registry import provider_for
+from delivery.ratelimit import ratelimit_acquire, ratelimit_refund
+from delivery.services import (
+    Change,
+    message_transition,
+    messages_recover_expired_leases,
+    suppressed_addresses,
+)
+from flags.services import flag_is_on
+from templates.models import Category, Template
+from templates.rendering import Rendered, RenderError, render_version
+from templates.selectors import template_for
+
+log = logging.getLogger(__name__)
+
+# A send starts only while the lease has this many provider deadlines left: an SMTP send is
+# several socket operations, each bounded by the deadline.
+LEASE_MARGIN_CALLS = 3
+MAX_ERROR_LENGTH = 500
+
+
+def call_timeout() -> float:
+    """The provider deadline per network operation: well inside the lease (PITFALLS: a call
+    that outlives its lease breaks per-key order even if its result write is fenced)."""
+    return min(10.0, settings.DISPATCH_LEASE_SECONDS / (2 * LEASE_MARGIN_CALLS))
+
+
+def retry_delay(*, attempt: int, retry_after: float | None = None) -> float:
+    """Seconds before retry number `attempt` + 1: exponential backoff with full jitter,
+    uniform in [0, min(cap, base * 2^(attempt-1))], never sooner than the provider's
+    Retry-After."""
+    ceiling = min(
+        settings.RETRY_CAP_SECONDS, settings.RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1)
+    )
+    delay = random.uniform(0, ceiling)
+    if retry_after is not None and retry_after > delay:
+        delay = retry_after
+    return delay
+
+
+# --- claiming --------------------------------------------------------------------------------
+
+
+class _RowBefore(Func):
+    """(a, b, c) < (x, y, z): a row-value comparison, which PostgreSQL and SQLite both
+    evaluate and PostgreSQL plans far faster than the equivalent chain of ORs."""
+
+    output_field = BooleanField()
+    conditional = True
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        parts: list[str] = []
+        params: list[Any] = []
+        for expression in self.get_source_expressions():
+            sql, sql_params = compiler.compile(expression)
+            parts.append(sql)
+            params.extend(sql_params)
+        half = len(parts) // 2
+        return f"({', '.join(parts[:half])}) < ({', '.join(parts[half:])})", params
+
+
+def _heads(states: tuple[str, ...]) -> QuerySet[Message]:
+    """Due messages in `states` at the head of a free lane (see the module docstring)."""
+    earlier = Message.objects.filter(
+        _RowBefore(
+            F("lane_order"),
+            F("event_id"),
+            F("id"),
+            OuterRef("lane_order"),
+            OuterRef("event_id"),
+            OuterRef("id"),
+        ),
+        lane_id=OuterRef("lane_id"),
+        state__in=ACTIVE_STATES,
+    )
+    in_order = Q(sequence__isnull=True) | Q(sequence__lte=F("lane__done_sequence") + 1)
+    lane_free = Q(lane__busy_until__isnull=True) | Q(lane__busy_until__lt=Now())
+    return (
+        Message.objects.filter(lane_free, state__in=states, next_attempt_at__lte=Now())
+        .filter(in_order | Q(gap_until__lte=Now()))
+        .filter(~Exists(earlier))
+        .annotate(gap=Case(When(in_order, then=Value(False)), default=Value(True)))
+    )
+
+
+def claimable_states(*, paused: bool) -> tuple[str, ...]:
+    # While paused, heads are still claimed so they can be recorded `held`; held ones stay.
+    if paused:
+        return (MessageState.PENDING, MessageState.RETRYING)
+    return WAITING_STATES
+
+
+def has_due(*, channel: str, paused: bool) -> bool:
+    return _heads(claimable_states(paused=paused)).filter(channel=channel).exists()
+
+
+def claim(*, channel: str, limit: int, paused: bool) -> list[Message]:
+    """Claim up to `limit` due heads of `channel` (at most one per lane) for this worker."""
+    states = claimable_states(paused=paused)
+    lease = timedelta(seconds=settings.DISPATCH_LEASE_SECONDS)
+    with transaction.atomic():
+        # FOR UPDATE OF the lane, SKIP LOCKED: a lane another worker is claiming is skipped;
+        # one it claimed and committed meanwhile fails the re-check of `busy_until` that
+        # PostgreSQL runs on the row it locks (its newest version). Either way this worker
+        # never claims a second message of a busy lane.
+        found = {
+            m.pk: m
+            for m in _heads(states)
+            .filter(channel=channel)
+            .select_related("lane")
+            .select_for_update(skip_locked=True, of=("lane",))
+            .only("id", "lane_id", "lane__id")
+            .order_by("next_attempt_at", "id")[:limit]
+        }
+        if not found:
+            return []
+        lanes = {m.lane_id for m in found.values()}
+        Lane.objects.filter(pk__in=lanes).update(busy_until=Now() + lease)
+        messages = _hydrate(list(found))
+        claimed = message_transition(
+            changes=[
+                Change(message=m, data=_gap_note(m) if found[m.pk].gap else {}) for m in messages
+            ],
+            state=MessageState.DISPATCHING,
+            from_states=states,
+            reason="claimed",
+            common={"lease_token": F("lease_token") + 1, "lease_until": Now() + lease},
+            durable=False,
+        )
+        unclaimed = lanes - {m.lane_id for m in claimed}
+        if unclaimed:
+            # Their head changed state meanwhile (expired, requeued): free the lane again.
+            Lane.objects.filter(pk__in=unclaimed).update(busy_until=None)
+    return claimed
+
+
+def _hydrate(ids: list[int]) -> list[Message]:
+    """The claimed rows with what sending needs: the event (not its recipient object or
+    token) and each template once per batch, with its current version."""
+    messages = list(
+        Message.objects.filter(pk__in=ids)
+        .select_related("event")
+        .defer("event__recipient", "event__pending_token", "event__payload_hash")
+        .order_by("next_attempt_at", "id")
+    )
+    templates = Template.objects.select_related("current_version").in_bulk(
+        {m.template_id for m in messages if m.template_id is not None}
+    )
+    for message in messages:
+        if message.template_id is not None:
+            message.template = templates[message.template_id]
+    return messages
+
+
+def _gap_note(message: Message) -> dict[str, Any]:
+    return {
+        "ordering_gap": {
+            "missing_sequence": (message.sequence or 1) - 1,
+            "waited_seconds": settings.ORDERING_GAP_WAIT,
+        }
+    }
+
+
+# --- one batch -------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchResult:
+    claimed: int = 0
+    states: Counter[str] = field(default_factory=Counter)
+
+
+class _Batch:
+    """Sends one claimed batch. Outcomes that left nothing outside (gates, dry-run, render
+    errors, releases) are written together at the end; each real send's result is committed
+    before the next send starts."""
+
+    def __init__(
+        self, provider: Provider, messages: list[Message], tokens: int, claimed_at: float
+    ) -> None:
+        self.provider = provider
+        self.messages = messages
+        self.tokens = tokens
+        self.clock = DbClock()
+        # Measured from before the claim statement, so never later than the real lease end.
+        self.lease_end = claimed_at + settings.DISPATCH_LEASE_SECONDS
+        self.timeout = call_timeout()
+        self.session: ProviderSession | None = None
+        self.deferred: dict[tuple[str, str], list[Change]] = {}
+        self.result = BatchResult(claimed=len(messages))
+        channel = messages[0].channel
+        self.suppressed = suppressed_addresses(
+            channel=channel, addresses=[m.to_address for m in messages]
+        )
+
+    def run(self) -> BatchResult:
+        try:
+            for message in self.messages:
+                with request_id_bound(message.event.request_id):
+                    self._one(message)
+        finally:
+            if self.session is not None:
+                self.session.close()
+            self._flush()
+            if self.tokens:
+                ratelimit_refund(provider=self.provider.name, count=self.tokens)
+        return self.result
+
+    # -- decisions
+
+    def _one(self, message: Message) -> None:
+        gate = self._gate(message)
+        if gate is not None:
+            self._defer(message, *gate)
+            return
+        template = message.template
+        # _gate() returned None, so both exist.
+        assert template is not None
+        assert template.current_version is not None
+        version = template.current_version
+        version.template = template  # render_version reads it; avoid a query per message
+        try:
+            rendered = render_version(version, _context(message))
+        except RenderError as exc:
+            self._defer(
+                message,
+                MessageState.DEAD,
+                "render failed",
+                last_error=f"render failed: {exc}"[:MAX_ERROR_LENGTH],
+                template_version_id=version.pk,
+            )
+            return
+        if flag_is_on("DISABLE_SEND"):
+            self._defer(
+                message,
+                MessageState.DRY_RUN,
+                "DISABLE_SEND is on: rendered, not sent",
+                rendered=rendered,
+                template_version_id=version.pk,
+            )
+            return
+        if flag_is_on("RATE_LIMIT_ENABLED") and self.tokens <= 0:
+            # Claimed while sends were off (no tokens reserved) and sends are on now.
+            self._defer(message, MessageState.PENDING, "waiting for the rate limit")
+            return
+        if self.lease_end - time.monotonic() < LEASE_MARGIN_CALLS * self.timeout:
+            self._defer(message, MessageState.PENDING, "lease budget spent; back in line")
+            return
+        self.tokens = max(0, self.tokens - 1)
+        self._send(message, rendered, version.pk)
+
+    def _gate(self, message: Message) -> tuple[str, str] | None:
+        """(state, reason) when a gate stops the message, read right before its send."""
+        if message.expires_at is not None and message.expires_at <= self.clock.now():
+            return MessageState.EXPIRED, "expires_at passed before dispatch"
+        if _address_key(message) in self.suppressed:
+            return MessageState.SUPPRESSED, "address is suppressed"
+        template = message.template or template_for(
+            key=message.template_key, locale=message.locale or None
+        )
+        if template is None:
+            return MessageState.DEAD, f"no template {message.template_key!r}"
+        message.template = template
+        stop = _template_gate(template, message.channel)
+        if stop is not None:
+            return stop
+        if flag_is_on("DISPATCH_PAUSED"):
+            return MessageState.HELD, "DISPATCH_PAUSED is on"
+        return None
+
+    # -- sending
+
+    def _send(self, message: Message, rendered: Rendered, version_id: int) -> None:
+        number = message.attempts + 1
+        started = self.clock.now()
+        outbound = OutboundMessage(
+            message_uid=str(message.uid),
+            channel=message.channel,
+            to=message.to_address,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            request_id=message.event.request_id,
+        )
+        try:
+            if self.session is None:
+                self.session = self.provider.open(timeout=self.timeout)
+            sent = self.session.send(outbound)
+        except ProviderError as exc:
+            self._failed(message, exc, number, started, rendered, version_id)
+            return
+        except Exception as exc:  # a provider bug must not leave the batch dispatching
+            log.exception("provider raised an unexpected error", extra=_log_extra(message))
+            self._drop_session()
+            error = ProviderError(
+                f"unexpected {type(exc).__name__} from the provider", permanent=False
+            )
+            self._failed(message, error, number, started, rendered, version_id)
+            return
+        attempt = self._attempt(message, number, started, AttemptOutcome.SENT, sent.response_code)
+        self._write_now(
+            message,
+            MessageState.SENT,
+            "provider accepted",
+            attempt=attempt,
+            attempts=number,
+            provider_message_id=sent.provider_message_id[:255],
+            dispatched_at=Now(),
+            rendered=rendered,
+            template_version_id=version_id,
+            last_error="",
+        )
+
+    def _failed(
+        self,
+        message: Message,
+        error: ProviderError,
+        number: int,
+        started: datetime,
+        rendered: Rendered,
+        version_id: int,
+    ) -> None:
+        if not error.permanent:
+            # The session may be broken (a 421 closes the channel); a fresh one is cheap.
+            self._drop_session()
+        text = (error.message or type(error).__name__)[:MAX_ERROR_LENGTH]
+        outcome = AttemptOutcome.PERMANENT if error.permanent else AttemptOutcome.TRANSIENT
+        attempt = self._attempt(message, number, started, outcome, error.response_code, text)
+        values: dict[str, Any] = {
+            "attempts": number,
+            "last_error": text,
+            "rendered": rendered,
+            "template_version_id": version_id,
+        }
+        if error.permanent:
+            state, reason = MessageState.DEAD, "permanent provider error"
+        elif not flag_is_on("RETRIES_ENABLED"):
+            state, reason = MessageState.DEAD, "RETRIES_ENABLED is off"
+        elif number >= settings.RETRY_MAX_ATTEMPTS:
+            state, reason = MessageState.DEAD, f"gave up after {number} attempts"
+        else:
+            delay = retry_delay(attempt=number, retry_after=error.retry_after)
+            state, reason = MessageState.RETRYING, "transient provider error"
+            values["next_attempt_at"] = Now() + timedelta(seconds=delay)
+            values["data"] = {"retry_in_seconds": round(delay, 3)}
+        log.warning(
+            "delivery failed",
+            extra={
+                **_log_extra(message),
+                "state": state,
+                "response_code": error.response_code,
+                "attempt": number,
+            },
+        )
+        self._write_now(message, state, reason, attempt=attempt, **values)
+
+    def _attempt(
+        self,
+        message: Message,
+        number: int,
+        started: datetime,
+        outcome: str,
+        code: str,
+        error: str = "",
+    ) -> Attempt:
+        return Attempt(
+            message=message,
+            number=number,
+            lease_token=message.lease_token,
+            started_at=started,
+            outcome=outcome,
+            provider=self.provider.name,
+            response_code=(code or "")[:50],
+            error=error,
+            idempotency_key=str(message.uid),
+        )
+
+    def _drop_session(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    # -- recording
+
+    def _change(self, message: Message, values: dict[str, Any]) -> Change:
+        data = values.pop("data", {})
+        rendered: Rendered | None = values.pop("rendered", None)
+        attempt = values.pop("attempt", None)
+        if rendered is not None:
+            values["rendered_hash"] = rendered.content_hash
+        values.setdefault("provider", self.provider.name)
+        latency = (self.clock.now() - message.received_at).total_seconds()
+        return Change(message=message, values=values, data=data, attempt=attempt, latency=latency)
+
+    def _write_now(self, message: Message, state: str, reason: str, **values: Any) -> None:
+        if "lease_until" not in values:
+            values["lease_until"] = None
+        moved = message_transition(
+            changes=[self._change(message, values)],
+            state=state,
+            from_states=[MessageState.DISPATCHING],
+            reason=reason,
+            fenced=True,
+            durable=False,
+        )
+        if moved:
+            self.result.states[state] += 1
+        else:
+            log.warning("result not recorded: the claim was superseded", extra=_log_extra(message))
+
+    def _defer(self, message: Message, state: str, reason: str, **values: Any) -> None:
+        values["lease_until"] = None
+        if state == MessageState.DRY_RUN:
+            values["dispatched_at"] = Now()
+        if state == MessageState.PENDING:
+            # Back in line without an attempt: due again at once (or when the limit allows).
+            values["next_attempt_at"] = Now()
+        if "last_error" not in values and state in (MessageState.DEAD, MessageState.BLOCKED):
+            values["last_error"] = reason[:MAX_ERROR_LENGTH]
+        self.deferred.setdefault((state, reason), []).append(self._change(message, values))
+
+    def _flush(self) -> None:
+        for (state, reason), changes in self.deferred.items():
+            moved = message_transition(
+                changes=changes,
+                state=state,
+                from_states=[MessageState.DISPATCHING],
+                reason=reason,
+                fenced=True,
+                durable=False,
+            )
+            self.result.states[state] += len(moved)
+        self.deferred = {}
+
+
+def _template_gate(template: Template, channel: str) -> tuple[str, str] | None:
+    if template.channel != channel:
+        return MessageState.DEAD, f"template is for {template.channel}, the route for {channel}"
+    if template.current_version_id is None:
+        return MessageState.DEAD, "template has no version"
+    if not template.enabled:
+        return MessageState.BLOCKED, "template disabled"
+    if not template.whitelisted:
+        return MessageState.BLOCKED, "template not whitelisted"
+    if template.category == Category.PROMOTIONAL and not flag_is_on("PROMO_SENDS"):
+        return MessageState.BLOCKED, "PROMO_SENDS is off"
+    if template.tier >= 1 and (not flag_is_on("AUTOMATION_ENABLED") or flag_is_on("SAFE_MODE")):
+        return MessageState.BLOCKED, f"tier {template.tier} needs AUTOMATION_ENABLED, not SAFE_MODE"
+    return None
+
+
+def _context(message: Message) -> dict[str, Any]:
+    event = message.event
+    data = event.data if isinstance(event.data, dict) else {}
+    return {
+        **data,
+        "recipient": {"id": message.recipient_id, "locale": message.locale},
+        "event_type": event.event_type,
+    }
+
+
+def _address_key(message: Message) -> str:
+    address = message.to_address.strip()
+    return address.lower() if message.channel == "email" else address
+
+
+def _log_extra(message: Message) -> dict[str, Any]:
+    return {
+        "message_uid": str(message.uid),
+        "channel": message.channel,
+        "request_id": message.event.request_id,
+    }
+
+
+# --- the loop the tasks run ------------------------------------------------------------------
+
+
+def dispatch_batch(*, channel: str, limit: int | None = None) -> BatchResult:
+    """Claim and process one batch of `channel`. Reserves rate-limit tokens first when sends
+    are live, so a batch never claims more than it may send."""
+    limit = limit or settings.DISPATCH_BATCH_SIZE
+    paused = flag_is_on("DISPATCH_PAUSED")
+    provider = provider_for(channel)
+    tokens = 0
+    if not paused and not flag_is_on("DISABLE_SEND") and flag_is_on("RATE_LIMIT_ENABLED"):
+        if not has_due(channel=channel, paused=paused):
+            return BatchResult()
+        grant = ratelimit_acquire(provider=provider.name, want=limit)
+        if not grant.granted:
+            return BatchResult()
+        tokens = limit = grant.granted
+    claimed_at = time.monotonic()
+    messages = claim(channel=channel, limit=limit, paused=paused)
+    if tokens > len(messages):
+        ratelimit_refund(provider=provider.name, count=tokens - len(messages))
+        tokens = len(messages)
+    if not messages:
+        return BatchResult()
+    return _Batch(provider, messages, tokens, claimed_at).run()
+
+
+@dataclass
+class DispatchReport:
+    claimed: int = 0
+    states: Counter[str] = field(default_factory=Counter)
+    recovered: int = 0
+
+
+def dispatch_due(*, budget_seconds: float, limit: int | None = None) -> DispatchReport:
+    """Dispatch batches of every channel until nothing is due or the time budget is spent."""
+    report = DispatchReport(recovered=messages_recover_expired_leases())
+    deadline = time.monotonic() + budget_seconds
+    channels = list(settings.DELIVERY_PROVIDERS)
+    while time.monotonic() < deadline:
+        claimed = 0
+        for channel in channels:
+            result = dispatch_batch(channel=channel, limit=limit)
+            claimed += result.claimed
+            report.states.update(result.states)
+        report.claimed += claimed
+        if not claimed:
+            break
+    return report

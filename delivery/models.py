@@ -1,0 +1,282 @@
+"""Routes, messages, attempts, and the rows that coordinate the workers.
+
+The message table is the system of record of delivery: django-q2 only runs code, so every
+state, due time, lease and fencing token lives here. A message belongs to a `Lane` (one per
+caller and ordering key); the lane row is what serializes claims of one key across worker
+processes (see delivery/dispatcher.py for the claim protocol)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models.functions import Now
+
+from events.models import Event
+from templates.models import Channel, Template, TemplateVersion
+
+
+class Route(models.Model):
+    """An operator's rule: events of `event_type` are sent with the template `template_key`
+    on `channel`. Several routes of one event type give several messages per event."""
+
+    event_type = models.CharField(max_length=100, help_text="An event type name, e.g. new_match.")
+    template_key = models.SlugField(max_length=100, help_text="The key of a template.")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    enabled = models.BooleanField(default=True)
+    position = models.PositiveSmallIntegerField(
+        default=0, help_text="Order of the messages of one event (lowest first)."
+    )
+    description = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+    updated_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["event_type", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event_type", "template_key", "channel"], name="route_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} -> {self.template_key} ({self.channel})"
+
+
+class Lane(models.Model):
+    """One ordering key of one caller. A claim locks this row and marks it busy until its
+    message leaves `dispatching`, so two workers can never put two messages of a key in
+    flight (see the dispatcher)."""
+
+    caller = models.CharField(max_length=300)
+    ordering_key = models.CharField(max_length=255)
+    # Highest sequence of this key that is done: a message of it reached a final state, or
+    # its event produced no message here (no route, no address). A message with sequence s is
+    # in order once done_sequence >= s - 1 (see the dispatcher).
+    done_sequence = models.PositiveBigIntegerField(default=0)
+    # Set to the claim's lease while a message of the lane is dispatching; cleared when it
+    # leaves that state. A lease, not a flag: a lost worker's lane frees itself.
+    busy_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["caller", "ordering_key"], name="lane_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.ordering_key
+
+
+class MessageState(models.TextChoices):
+    PENDING = "pending"
+    HELD = "held"  # DISPATCH_PAUSED: kept, dispatched in order when the pause is lifted
+    DISPATCHING = "dispatching"  # claimed by a worker under a lease
+    SENT = "sent"
+    DRY_RUN = "dry_run"  # DISABLE_SEND: rendered and recorded, nothing left; terminal
+    RETRYING = "retrying"
+    DEAD = "dead"  # the dead-letter queue
+    EXPIRED = "expired"
+    BLOCKED = "blocked"  # flag, whitelist, promotional or tier gate
+    SUPPRESSED = "suppressed"  # the address opted out or bounced
+
+
+# States that hold their lane: a later message of the key waits while one of these exists.
+ACTIVE_STATES = (
+    MessageState.PENDING,
+    MessageState.HELD,
+    MessageState.RETRYING,
+    MessageState.DISPATCHING,
+)
+# Active states a worker may claim (held only while the pause is off).
+WAITING_STATES = (MessageState.PENDING, MessageState.HELD, MessageState.RETRYING)
+FINAL_STATES = tuple(state for state in MessageState if state not in ACTIVE_STATES)
+
+
+class Message(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Every index costs an insert on each state change (a state change is never a HOT update),
+    # so foreign keys that the indexes below already cover, or that are only followed one
+    # way, get none.
+    event = models.ForeignKey(
+        Event, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
+    route = models.ForeignKey(
+        Route, on_delete=models.PROTECT, related_name="messages", db_index=False
+    )
+    lane = models.ForeignKey(
+        Lane, on_delete=models.PROTECT, related_name="messages", db_index=False
+    )
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    template_key = models.SlugField(max_length=100)
+    template = models.ForeignKey(
+        Template, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    template_version = models.ForeignKey(
+        TemplateVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
+    recipient_id = models.CharField(max_length=255)
+    locale = models.CharField(max_length=35, blank=True)
+    to_address = models.CharField(max_length=254)
+    ordering_key = models.CharField(max_length=255)
+    sequence = models.PositiveBigIntegerField(null=True, blank=True)
+    # The position in the lane: the sequence, or 0 for events without one (which then go in
+    # receipt order, i.e. by event id).
+    lane_order = models.PositiveBigIntegerField(default=0)
+    state = models.CharField(
+        max_length=12, choices=MessageState.choices, default=MessageState.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(db_default=Now())
+    # The event's arrival, and when a missing predecessor stops holding this message back.
+    received_at = models.DateTimeField()
+    gap_until = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # Fencing token: incremented by every claim; a result is written only by the claim that
+    # holds the current token, so a worker whose lease ran out cannot overwrite a newer one.
+    lease_token = models.PositiveBigIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    rendered_hash = models.CharField(max_length=64, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    provider = models.CharField(max_length=50, blank=True)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+    updated_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # An event can never produce a message twice, whatever races the workers run.
+            models.UniqueConstraint(fields=["event", "route"], name="message_event_route"),
+        ]
+        indexes = [
+            # Due work, in due order.
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                name="message_due",
+                condition=models.Q(state__in=WAITING_STATES),
+            ),
+            # The active messages of a lane in lane order: finds a lane's head.
+            models.Index(
+                fields=["lane", "lane_order", "event", "id"],
+                name="message_lane_active",
+                condition=models.Q(state__in=ACTIVE_STATES),
+            ),
+            models.Index(
+                fields=["lease_until"],
+                name="message_leased",
+                condition=models.Q(state="dispatching"),
+            ),
+            models.Index(
+                fields=["expires_at"],
+                name="message_expiring",
+                condition=models.Q(state__in=WAITING_STATES, expires_at__isnull=False),
+            ),
+            # The dead-letter queue, its retention purge and the DLQ ratio.
+            models.Index(fields=["state", "updated_at"], name="message_state_updated"),
+            models.Index(fields=["recipient_id"], name="message_recipient"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.uid} [{self.state}]"
+
+
+class DeadLetter(Message):
+    """The dead-letter queue as its own admin screen: dead messages, read-only."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dead letter"
+        verbose_name_plural = "dead letters"
+
+
+class AttemptOutcome(models.TextChoices):
+    SENT = "sent"
+    TRANSIENT = "transient_error"
+    PERMANENT = "permanent_error"
+    # The worker's lease ran out before it recorded a result (killed, hung): unknown outcome.
+    ABANDONED = "abandoned"
+
+
+class Attempt(models.Model):
+    """One call to a provider (or one lost claim), with the provider's answer."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attempt_set")
+    number = models.PositiveIntegerField()
+    lease_token = models.PositiveBigIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(db_default=Now())
+    outcome = models.CharField(max_length=20, choices=AttemptOutcome.choices)
+    provider = models.CharField(max_length=50, blank=True)
+    response_code = models.CharField(max_length=50, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    # What the provider received to recognise a resend of the same message (the email
+    # Message-ID and the gateway's Idempotency-Key derive from it).
+    idempotency_key = models.CharField(max_length=100, blank=True)
+    # The claim's result could not be recorded because a newer claim owned the message.
+    stale = models.BooleanField(default=False)
+
+    class Meta:
+        # Not unique per (message, lease_token): when a lease runs out, recovery records the
+        # claim as abandoned, and the slow worker that held it may still report what really
+        # happened (its row then says stale). Both are facts about the same claim.
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.message_id}: {self.outcome}"
+
+
+class Suppression(models.Model):
+    """An address that must not be sent to (opt-out, hard bounce). Checked before each send."""
+
+    class Reason(models.TextChoices):
+        OPT_OUT = "opt_out"
+        BOUNCE = "bounce"
+        COMPLAINT = "complaint"
+        MANUAL = "manual"
+
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    address = models.CharField(max_length=254, help_text="Email address or E.164 number.")
+    reason = models.CharField(max_length=20, choices=Reason.choices, default=Reason.OPT_OUT)
+    note = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "address"], name="suppression_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} suppression #{self.pk}"
+
+
+class WorkerLease(models.Model):
+    """A named lease shared by every worker process: the single ticker, and a row to lock so
+    only one worker expands the outbox at a time (keeps receipt order per key)."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    holder = models.CharField(max_length=100, blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RateBucket(models.Model):
+    """A shared rate limiter (GCRA): `tat` is the theoretical arrival time of the next send.
+    One row per limit ("global", "provider:<name>"), so every worker process and node draws
+    from the same budget."""
+
+    name = models.CharField(max_length=60, primary_key=True)
+    tat = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name

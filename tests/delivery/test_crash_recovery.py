@@ -1,0 +1,127 @@
+"""A worker killed with SIGKILL in the middle of a send loses nothing: once its lease runs
+out another worker sends what it held, with at most one duplicate for the crash."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import threading
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from django.utils import timezone
+
+from delivery.dispatcher import claim
+from delivery.models import Attempt, Lane, Message
+from delivery.services import (
+    Change,
+    message_transition,
+    messages_recover_expired_leases,
+    outbox_consume,
+)
+from tests.delivery.conftest import set_flag, wait_until
+
+
+class GatedSmtp:
+    """An SMTP server that records each message when its data arrives and then, while the
+    gate is closed, holds back the 250: a client killed meanwhile never learns the outcome."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        self.gate = threading.Event()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message_id = ""
+        for line in (envelope.original_content or b"").split(b"\r\n"):
+            if line.lower().startswith(b"message-id:"):
+                message_id = line.split(b":", 1)[1].strip().decode()
+                break
+        self.received.append(message_id)
+        await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 30)
+        return "250 OK"
+
+
+@pytest.fixture
+def gated_smtp():
+    server = GatedSmtp()
+    server._controller.start()
+    try:
+        yield server
+    finally:
+        server.gate.set()
+        server._controller.stop()
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_nothing_and_duplicates_at_most_one(
+    workers, email_only, accept, gated_smtp
+):
+    set_flag("DISABLE_SEND", False)
+    set_flag("RATE_LIMIT_ENABLED", False)
+    for n in range(4):
+        accept(recipient={"id": f"student-{n}", "email": f"student-{n}@example.org"})
+    env = {"EMAIL_URL": f"smtp://127.0.0.1:{gated_smtp.port}", "DISPATCH_LEASE_SECONDS": "5"}
+
+    (doomed,) = workers.start(1, **env)
+    wait_until(lambda: gated_smtp.received)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    gated_smtp.gate.set()
+    in_flight = gated_smtp.received[0]
+    assert Message.objects.filter(state="dispatching").count() == 4
+
+    workers.start(1, **env)
+    wait_until(lambda: Message.objects.filter(state="sent").count() == 4, timeout=20)
+
+    copies = Counter(gated_smtp.received)
+    assert set(copies) == {f"<{m.uid}@localhost>" for m in Message.objects.all()}, (
+        "every message reached the server"
+    )
+    assert sum(n - 1 for n in copies.values()) <= 1, "at most one duplicate for one crash"
+    assert copies[in_flight] == 2  # the send the crash interrupted, counted
+    abandoned = Attempt.objects.filter(outcome="abandoned")
+    assert abandoned.count() == 4  # every claim the dead worker held is accounted for
+    assert f"<{abandoned.first().message.uid}@localhost>" in copies
+
+
+def test_a_superseded_worker_records_only_a_stale_attempt(email_only, accept):
+    accept()
+    outbox_consume()
+    (slow,) = claim(channel="email", limit=1, paused=False)
+    expired = timezone.now() - timedelta(seconds=1)
+    Message.objects.filter(pk=slow.pk).update(lease_until=expired)
+    Lane.objects.update(busy_until=expired)
+    assert messages_recover_expired_leases() == 1
+
+    # The slow worker comes back and reports its send under the claim it held.
+    late = Attempt(
+        message=slow,
+        number=1,
+        lease_token=slow.lease_token,
+        started_at=timezone.now(),
+        outcome="sent",
+        provider="email",
+        response_code="250",
+    )
+    moved = message_transition(
+        changes=[Change(message=slow, values={"attempts": 1}, attempt=late)],
+        state="sent",
+        from_states=["dispatching"],
+        reason="provider accepted",
+        fenced=True,
+    )
+
+    assert moved == []
+    assert Message.objects.get(pk=slow.pk).state == "retrying"
+    assert sorted(Attempt.objects.filter(message=slow).values_list("outcome", "stale")) == [
+        ("abandoned", False),
+        ("sent", True),
+    ]

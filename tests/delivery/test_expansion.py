@@ -1,0 +1,130 @@
+"""Turning outbox events into messages: one per enabled route with an address, never two."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from audit.models import AuditRecord
+from delivery.models import Message
+from events.models import Event, OutboxState
+from events.services import event_accept
+from templates.services import template_create
+from tests.delivery.conftest import ALICE, make_payload, run_pump
+
+
+def test_it_creates_one_message_per_enabled_route(routes, accept):
+    event = accept(sequence=3, ordering_key="k-1")
+
+    run_pump()
+
+    messages = {m.channel: m for m in Message.objects.filter(event=event)}
+    assert set(messages) == {"email", "sms"}
+    assert messages["email"].to_address == "ada@example.org"
+    assert messages["sms"].to_address == "+12025550123"
+    assert messages["email"].template == routes["email"]
+    assert messages["email"].template_version_id == routes["email"].current_version_id
+    assert {m.sequence for m in messages.values()} == {3}
+    assert {m.ordering_key for m in messages.values()} == {"k-1"}
+    event.refresh_from_db()
+    assert event.outbox_state == OutboxState.DONE
+
+
+def test_it_skips_a_route_the_recipient_has_no_address_for_and_says_so(routes, accept):
+    event = accept(recipient={"phone": None})
+
+    run_pump()
+
+    assert list(Message.objects.filter(event=event).values_list("channel", flat=True)) == ["email"]
+    skipped = AuditRecord.objects.get(event_uid=event.uid, kind="delivery.route_skipped")
+    assert skipped.data["channel"] == "sms"
+    assert skipped.data["reason"] == "recipient has no phone"
+
+
+def test_it_ignores_disabled_routes(email_only, accept):
+    event = accept()
+
+    run_pump()
+
+    assert [m.channel for m in Message.objects.filter(event=event)] == ["email"]
+
+
+def test_it_records_an_event_type_without_routes(routes, accept):
+    event = accept(event_type="new_match")
+
+    run_pump()
+
+    assert not Message.objects.filter(event=event).exists()
+    assert AuditRecord.objects.filter(event_uid=event.uid, kind="delivery.no_route").exists()
+    event.refresh_from_db()
+    assert event.outbox_state == OutboxState.DONE
+
+
+def test_it_never_makes_a_second_message_for_a_duplicate_event(routes, accept):
+    payload = make_payload()
+    first = event_accept(caller=ALICE, payload=payload, idempotency_key="dup", request_id="r1")
+    run_pump()
+    again = event_accept(caller=ALICE, payload=payload, idempotency_key="dup", request_id="r2")
+    run_pump()
+
+    assert again.duplicate
+    assert again.event.pk == first.event.pk
+    assert Message.objects.filter(event=first.event).count() == 2
+    assert Event.objects.count() == 1
+
+
+def test_it_refuses_a_second_message_for_the_same_event_and_route(routes, accept):
+    event = accept()
+    run_pump()
+    original = Message.objects.filter(event=event).first()
+
+    original.pk = None
+    original.uid = None
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Message.objects.create(
+            **{
+                f.attname: getattr(original, f.attname)
+                for f in Message._meta.concrete_fields
+                if f.attname not in {"id", "uid", "created_at", "updated_at", "next_attempt_at"}
+            }
+        )
+
+
+def test_it_picks_the_template_of_the_recipient_locale(routes, accept):
+    french = template_create(
+        key="deadline_soon_email",
+        channel="email",
+        locale="fr",
+        subject="{{ scholarship }} ferme le {{ deadline }}",
+        body="{{ scholarship }} ferme le {{ deadline }}.",
+        whitelisted=True,
+    )
+    event = accept(recipient={"locale": "fr-CA"})
+
+    run_pump()
+
+    message = Message.objects.get(event=event, channel="email")
+    assert message.template == french
+    assert message.locale == "fr-CA"
+
+
+def test_it_leaves_events_that_are_not_accepted_alone(routes, accept):
+    event = accept()
+    Event.objects.filter(pk=event.pk).update(status="auth_pending", outbox_state="held")
+
+    run_pump()
+
+    assert not Message.objects.filter(event=event).exists()
+
+
+def test_it_writes_a_lineage_row_for_each_new_message(routes, accept):
+    event = accept()
+
+    run_pump()
+
+    created = AuditRecord.objects.filter(event_uid=event.uid, kind="message.pending")
+    assert created.count() == 2
+    assert {r.request_id for r in created} == {event.request_id}
+    assert set(created.values_list("message_uid", flat=True)) == set(
+        Message.objects.filter(event=event).values_list("uid", flat=True)
+    )

@@ -1,0 +1,165 @@
+"""Per-key ordering in one process: sequence order, gap waits, dead messages releasing their
+key, and never two messages of a key in flight."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from audit.models import AuditRecord
+from delivery.dispatcher import claim
+from delivery.models import Lane, Message, MessageState
+from delivery.services import messages_recover_expired_leases, outbox_consume
+from tests.delivery.conftest import run_pump
+
+
+def _subjects(smtp_server):
+    return [m.message["Subject"].split(":")[0] for m in smtp_server.messages]
+
+
+def test_it_sends_sequences_posted_in_reverse_in_sequence_order(
+    email_only, accept, live, smtp_server
+):
+    for n in (5, 4, 3, 2, 1):
+        accept(sequence=n, ordering_key="k")
+
+    run_pump()
+
+    assert _subjects(smtp_server) == ["Seq 1", "Seq 2", "Seq 3", "Seq 4", "Seq 5"]
+    dispatched = list(Message.objects.order_by("sequence").values_list("dispatched_at", flat=True))
+    assert dispatched == sorted(dispatched)
+
+
+def test_it_sends_in_receipt_order_without_sequences(email_only, accept, live, smtp_server):
+    for n in (1, 2, 3):
+        accept(ordering_key="k", data={"scholarship": "S", "deadline": "D", "seq": n})
+
+    run_pump()
+
+    assert _subjects(smtp_server) == ["Seq 1", "Seq 2", "Seq 3"]
+
+
+def test_it_waits_for_a_missing_predecessor_then_records_the_gap(
+    email_only, accept, live, smtp_server, settings
+):
+    settings.ORDERING_GAP_WAIT = 10
+    accept(sequence=1, ordering_key="k")
+    third = accept(sequence=3, ordering_key="k")
+
+    run_pump()
+
+    assert _subjects(smtp_server) == ["Seq 1"]
+    waiting = Message.objects.get(event=third)
+    assert waiting.state == "pending"
+    assert waiting.gap_until == waiting.received_at + timedelta(seconds=10)
+
+    Message.objects.filter(pk=waiting.pk).update(gap_until=timezone.now())
+    run_pump()
+
+    assert _subjects(smtp_server) == ["Seq 1", "Seq 3"]
+    claim_row = AuditRecord.objects.get(message_uid=waiting.uid, kind="message.dispatching")
+    assert claim_row.data["ordering_gap"] == {"missing_sequence": 2, "waited_seconds": 10}
+
+
+def test_it_sends_a_late_predecessor_without_waiting_again(email_only, accept, live, smtp_server):
+    accept(sequence=1, ordering_key="k")
+    third = accept(sequence=3, ordering_key="k")
+    run_pump()
+    Message.objects.filter(event=third).update(gap_until=timezone.now())
+    run_pump()
+
+    accept(sequence=2, ordering_key="k")
+    accept(sequence=4, ordering_key="k")
+    run_pump()
+
+    assert _subjects(smtp_server) == ["Seq 1", "Seq 3", "Seq 2", "Seq 4"]
+
+
+def test_it_does_not_wait_for_a_predecessor_that_made_no_message(
+    email_only, accept, live, smtp_server
+):
+    accept(sequence=1, ordering_key="k", recipient={"email": None})
+    accept(sequence=2, ordering_key="k")
+
+    run_pump()
+
+    assert _subjects(smtp_server) == ["Seq 2"]
+    assert Lane.objects.get(ordering_key="k").done_sequence == 2
+
+
+def test_it_holds_the_key_while_the_head_retries(email_only, accept, live, smtp_server):
+    smtp_server.reply_for("first@example.org", 421)
+    first = accept(sequence=1, ordering_key="k", recipient={"email": "first@example.org"})
+    second = accept(sequence=2, ordering_key="k")
+
+    run_pump()
+
+    assert Message.objects.get(event=first).state == "retrying"
+    assert Message.objects.get(event=second).state == "pending"
+    assert smtp_server.messages == []
+
+    smtp_server.clear_reply("first@example.org")
+    Message.objects.filter(event=first).update(next_attempt_at=timezone.now())
+    run_pump()
+
+    assert _subjects(smtp_server) == ["Seq 1", "Seq 2"]
+
+
+def test_it_releases_the_key_when_the_head_is_dead(email_only, accept, live, smtp_server):
+    smtp_server.reply_for("first@example.org", 550)
+    first = accept(sequence=1, ordering_key="k", recipient={"email": "first@example.org"})
+    accept(sequence=2, ordering_key="k")
+
+    run_pump()
+
+    assert Message.objects.get(event=first).state == "dead"
+    assert _subjects(smtp_server) == ["Seq 2"]
+
+
+def test_it_never_claims_two_messages_of_a_key(email_only, accept):
+    second = accept(sequence=2, ordering_key="k")
+    third = accept(sequence=3, ordering_key="k")
+    outbox_consume()
+    Message.objects.update(gap_until=timezone.now())
+
+    claimed = claim(channel="email", limit=10, paused=False)
+
+    assert [m.event_id for m in claimed] == [second.pk]
+    # A late, lower sequence arrives while the key is in flight: it waits too.
+    accept(sequence=1, ordering_key="k")
+    outbox_consume()
+    assert claim(channel="email", limit=10, paused=False) == []
+    assert Message.objects.get(event=third).state == MessageState.PENDING
+    assert Lane.objects.get(ordering_key="k").busy_until is not None
+
+
+def test_it_orders_keys_of_different_callers_independently(email_only, accept, live, smtp_server):
+    accept(sequence=2, ordering_key="k", caller="sa:alice")
+    accept(sequence=1, ordering_key="k", caller="sa:bob")
+
+    run_pump()
+
+    # Alice's sequence 2 waits for her own sequence 1; Bob's is free to go.
+    assert _subjects(smtp_server) == ["Seq 1"]
+    assert Lane.objects.filter(ordering_key="k").count() == 2
+
+
+def test_recovering_a_lost_claim_keeps_a_newer_claim_of_the_key_in_flight(email_only, accept):
+    lost = accept(sequence=2, ordering_key="k")
+    outbox_consume()
+    Message.objects.filter(event=lost).update(gap_until=timezone.now())
+    (claimed,) = claim(channel="email", limit=10, paused=False)
+    # Its worker died; the lease ran out, and a late sequence 1 was claimed meanwhile.
+    Message.objects.filter(pk=claimed.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    Lane.objects.update(busy_until=timezone.now() - timedelta(seconds=1))
+    accept(sequence=1, ordering_key="k")
+    outbox_consume()
+    (late,) = claim(channel="email", limit=10, paused=False)
+
+    assert messages_recover_expired_leases() == 1
+
+    assert Message.objects.get(pk=claimed.pk).state == "retrying"
+    assert Message.objects.get(pk=late.pk).state == "dispatching"
+    assert Lane.objects.get(ordering_key="k").busy_until is not None
+    assert claim(channel="email", limit=10, paused=False) == []
