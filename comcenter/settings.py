@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "django_prometheus",
     "comcenter",
@@ -104,6 +105,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First and last: django-prometheus times the whole chain and labels requests by view.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "comcenter.middleware.RequestIdMiddleware",
     "comcenter.middleware.SecurityHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -114,6 +117,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "comcenter.urls"
@@ -155,6 +159,9 @@ elif _db["ENGINE"] in {"django.db.backends.postgresql", "django.db.backends.post
     _db["ENGINE"] = "django.db.backends.postgresql"
     _db["CONN_MAX_AGE"] = _int("DB_CONN_MAX_AGE", 60)
     _db["CONN_HEALTH_CHECKS"] = True
+    # An unreachable server fails a request (and the /health probe) quickly, not after the
+    # operating system's TCP timeout.
+    _db["OPTIONS"] = {"connect_timeout": _int("DB_CONNECT_TIMEOUT", 5, minimum=1)}
 else:
     raise ImproperlyConfigured("DATABASE_URL must be a sqlite:// or postgres:// URL")
 DATABASES = {"default": _db}
@@ -238,6 +245,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": APP_VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and its favicon from our own static files (drf-spectacular-sidecar), so the
+    # strict Content-Security-Policy (script-src 'self') holds on /api/docs/ too.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- intake -----------------------------------------------------------------------------
@@ -246,7 +258,6 @@ MAX_EVENT_BYTES = _int("MAX_EVENT_BYTES", 65536, minimum=1024)
 # room than an event (template bodies), and the intake view enforces MAX_EVENT_BYTES itself.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(MAX_EVENT_BYTES, 512 * 1024)
 ORDERING_GAP_WAIT = _float("ORDERING_GAP_WAIT", 10.0)
-IDEMPOTENCY_RETENTION_HOURS = _int("IDEMPOTENCY_RETENTION_HOURS", 168, minimum=72)
 # The consumer of the outbox, by dotted path, so `events` never imports `delivery`.
 OUTBOX_CONSUMER = "delivery.tasks.pump"
 OUTBOX_SWEEP_AFTER_SECONDS = _int("OUTBOX_SWEEP_AFTER_SECONDS", 30, minimum=1)
@@ -259,13 +270,15 @@ JWT_REQUIRED_ROLE = env.str("JWT_REQUIRED_ROLE", default="SystemService")
 JWT_ALGORITHMS = env.list("JWT_ALGORITHMS", default=["RS256"])
 JWT_LEEWAY = _int("JWT_LEEWAY", 30)
 JWKS_REFETCH_COOLDOWN = _float("JWKS_REFETCH_COOLDOWN", 10.0)
-JWKS_FETCH_TIMEOUT = _float("JWKS_FETCH_TIMEOUT", 2.0)
-JWKS_STALE_GRACE_HOURS = _int("JWKS_STALE_GRACE_HOURS", 24)
+JWKS_FETCH_TIMEOUT = _float("JWKS_FETCH_TIMEOUT", 2.0, minimum=0.1)
+if JWKS_FETCH_TIMEOUT > 3:
+    raise ImproperlyConfigured("JWKS_FETCH_TIMEOUT must be <= 3 (seconds a request may wait)")
+JWKS_STALE_GRACE_HOURS = _int("JWKS_STALE_GRACE_HOURS", 24, minimum=1)
 AUTH_PENDING_MAX_PER_ISSUER = _int("AUTH_PENDING_MAX_PER_ISSUER", 10000, minimum=1)
 if JWKS_URL and not (JWT_ISSUER and JWT_AUDIENCE):
     raise ImproperlyConfigured("JWKS_URL is set, so JWT_ISSUER and JWT_AUDIENCE must be set too")
-if not set(JWT_ALGORITHMS) <= {"RS256", "ES256"}:
-    raise ImproperlyConfigured("JWT_ALGORITHMS may name only RS256 and ES256")
+if not JWT_ALGORITHMS or not set(JWT_ALGORITHMS) <= {"RS256", "ES256"}:
+    raise ImproperlyConfigured("JWT_ALGORITHMS must name RS256, ES256 or both")
 
 WEBHOOK_SECRETS_RAW = env.str("WEBHOOK_SECRETS", default="")
 WEBHOOK_TOLERANCE_SECONDS = 300
@@ -274,6 +287,24 @@ TRUST_PROXY_HEADERS = _bool("TRUST_PROXY_HEADERS", True)
 if TRUST_PROXY_HEADERS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
+# --- operations: metrics, health, canary (comcenter/ops.py) -----------------------------
+# Set by the launcher and the gunicorn config before prometheus_client is imported; every
+# process (web workers, the django-q2 cluster) writes its metrics there and /metrics sums them.
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(
+        f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} is not an existing directory"
+    )
+HEALTH_CACHE_SECONDS = _float("HEALTH_CACHE_SECONDS", 5.0)
+HEALTH_CHECK_TIMEOUT = _float("HEALTH_CHECK_TIMEOUT", 2.0, minimum=0.1)
+# The canary's p95_ms covers the last CANARY_P95_WINDOW acks, and is null below 30 of them.
+CANARY_P95_WINDOW = _int("CANARY_P95_WINDOW", 200, minimum=30)
+if CANARY_P95_WINDOW > 10_000:
+    raise ImproperlyConfigured("CANARY_P95_WINDOW must be <= 10000")
+CANARY_P95_MIN_SAMPLES = 30
+# SPEC §8: the canary says "degraded" above this recent P95 ack latency.
+ACK_P95_SLO_MS = _float("ACK_P95_SLO_MS", 120.0, minimum=1.0)
 
 # --- delivery ---------------------------------------------------------------------------
 EMAIL_URL = env.str("EMAIL_URL", default="")
@@ -288,7 +319,18 @@ else:
     EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
 EMAIL_TIMEOUT = _int("EMAIL_TIMEOUT", 10, minimum=1)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="comcenter@localhost")
-ANYMAIL = {}
+# An ESP through django-anymail instead of SMTP, configured from the environment like every
+# secret: EMAIL_BACKEND=anymail.backends.postmark.EmailBackend plus
+# ANYMAIL_POSTMARK_SERVER_TOKEN=... (each ANYMAIL_<NAME> variable becomes ANYMAIL["<NAME>"]).
+if env.str("EMAIL_BACKEND", default=""):
+    if EMAIL_URL:
+        raise ImproperlyConfigured("set EMAIL_URL (SMTP) or EMAIL_BACKEND (an ESP), not both")
+    EMAIL_BACKEND = env.str("EMAIL_BACKEND")
+ANYMAIL = {
+    name.removeprefix("ANYMAIL_"): value
+    for name, value in os.environ.items()
+    if name.startswith("ANYMAIL_")
+}
 
 SMS_GATEWAY_URL = _url("SMS_GATEWAY_URL")
 SMS_ACCOUNT_SID = env.str("SMS_ACCOUNT_SID", default="")
@@ -307,6 +349,16 @@ DELIVERY_PROVIDERS = {
 }
 
 SEND_RATE_PER_MINUTE = _int("SEND_RATE_PER_MINUTE", 10, minimum=1)
+# Per-provider limits on top of the global one, by provider name, e.g. "email=600,twilio=60";
+# a provider not named here is limited to SEND_RATE_PER_MINUTE.
+SEND_RATE_PER_MINUTE_BY_PROVIDER: dict[str, int] = {}
+for _item in filter(None, env.str("SEND_RATE_PER_MINUTE_BY_PROVIDER", default="").split(",")):
+    _name, _sep, _rate = _item.strip().partition("=")
+    if not (_sep and _name and _rate.strip().isdigit() and int(_rate) >= 1):
+        raise ImproperlyConfigured(
+            "SEND_RATE_PER_MINUTE_BY_PROVIDER must look like email=600,twilio=60 (rates >= 1)"
+        )
+    SEND_RATE_PER_MINUTE_BY_PROVIDER[_name] = int(_rate)
 DLQ_RETENTION_HOURS = _int("DLQ_RETENTION_HOURS", 72, minimum=72)
 RETRY_BASE_SECONDS = _float("RETRY_BASE_SECONDS", 30.0)
 RETRY_CAP_SECONDS = _float("RETRY_CAP_SECONDS", 3600.0)
@@ -355,12 +407,18 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_SSL_REDIRECT = _bool("SECURE_SSL_REDIRECT", False)
 X_FRAME_OPTIONS = "DENY"
 SILENCED_SYSTEM_CHECKS = [
-    # TLS is terminated by the proxy in front (SPEC §7); redirects are its job.
+    # SECURE_SSL_REDIRECT: TLS is terminated by the proxy in front (SPEC §7), which redirects
+    # plain HTTP; redirecting here too would loop behind proxies that speak HTTP upstream.
     "security.W008",
+    # SECURE_HSTS_PRELOAD: preloading commits the whole registrable domain and every
+    # subdomain to HTTPS in browsers for months, and is requested by the domain's owner on
+    # the preload list, not by one application on one host name.
+    "security.W021",
 ]
 
 # --- logging: JSON lines on stdout for every process ------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOGGING_CONFIG = "comcenter.lib.logging.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -380,7 +438,12 @@ LOGGING = {
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django.server": {"level": "WARNING"},
-        "django_q": {"level": "WARNING", "handlers": ["stdout"], "propagate": False},
+        # Its DEBUG records of failed variable lookups quote the render context (message
+        # data); keep them out even when LOG_LEVEL=DEBUG.
+        "django.template": {"level": "INFO"},
+        # django-q2 logs as "django-q" (one INFO line per enqueue and per task: noise on the
+        # ack path); its warnings and errors still show.
+        "django-q": {"level": "WARNING", "handlers": ["stdout"], "propagate": False},
     },
 }
 
@@ -392,6 +455,11 @@ EVENT_MESSAGES_SELECTOR = "delivery.selectors.messages_for_event"
 PERIODIC_TASKS = [
     ("outbox-sweep", "events.handoff.outbox_sweep", 1),
     ("audit-seal", "audit.services.audit_seal", 1),
+    ("jwks-refresh", "events.jwks.jwks_refresh", 1),
+    ("auth-pending-verify", "events.pending.pending_verify", 1),
+    # Wakes due retries, gap waits, held messages and expired leases (loops ~1 min).
+    ("delivery-ticker", "delivery.tasks.tick", 1),
+    ("delivery-dlq-purge", "delivery.tasks.purge_dead", 60),
 ]
 
 # Demo credentials for `load_demo` (written to .env by `make run`; never set in production).

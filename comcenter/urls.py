@@ -1,16 +1,24 @@
 from django.contrib import admin
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from comcenter import ops
 from events.apis import EventDetailApi, EventListCreateApi, TokenApi
+from events.webhooks import WebhookApi
 
 urlpatterns = [
     path("api/v1/auth/token", TokenApi.as_view(), name="auth-token"),
     path("api/v1/events", EventListCreateApi.as_view(), name="events"),
     path("api/v1/events/<uuid:event_id>", EventDetailApi.as_view(), name="event-detail"),
+    path("api/v1/webhooks/<str:source>", WebhookApi.as_view(), name="webhook"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The split view serves Swagger UI's start-up script as a file, not inline, for the CSP.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
+    path("health", ops.health, name="health"),
+    path("health/live", ops.health_live, name="health-live"),
+    path("canary", ops.canary, name="canary"),
+    path("metrics", ops.metrics, name="metrics"),
 ]
 
 handler400 = "comcenter.errors.handler400"

@@ -13,8 +13,10 @@ without one. A message is claimable when all of these hold:
 - it is in order or has waited long enough: no sequence; or sequence <= lane.done_sequence + 1
   (done_sequence is the highest sequence of the key that reached a final state, a dead
   message included, so a dead message releases its key; or whose event produced no message
-  in the lane); or its gap wait is over (`gap_until`, ORDERING_GAP_WAIT after the event's
-  arrival), in which case the claim's lineage row records the gap.
+  in the lane); or its gap wait is over (`gap_until`, ORDERING_GAP_WAIT after the message
+  entered its lane — not after the event's receipt, so that a backlog in the outbox cannot
+  use up the wait before the predecessor had a chance to arrive), in which case the claim's
+  lineage row records the gap.
 
 Claim protocol, one transaction, the same ORM code on PostgreSQL and SQLite:
 1. SELECT the claimable heads of a channel in due order, LIMIT batch, FOR UPDATE OF the lane

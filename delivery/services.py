@@ -24,6 +24,7 @@ from audit.models import AuditRecord
 from audit.services import audit_append, audit_append_many, audit_build
 from comcenter.metrics import DELIVERIES, E2E_LATENCY
 from delivery.bulk import is_postgres, rows_insert, transition_pg
+from delivery.clock import db_now
 from delivery.models import (
     FINAL_STATES,
     WAITING_STATES,
@@ -320,7 +321,10 @@ def _expand(events: list[Event]) -> None:
         routes.setdefault(route.event_type, []).append(route)
     lanes = _lanes_for(events)
     templates: dict[tuple[str, str], Template | None] = {}
-    gap_wait = timedelta(seconds=settings.ORDERING_GAP_WAIT)
+    # The gap wait starts when a message enters its lane. Counting from the event's receipt
+    # would let an outbox backlog longer than the wait release a successor before its
+    # predecessor (received just before or after it) was even expanded.
+    gap_until = db_now() + timedelta(seconds=settings.ORDERING_GAP_WAIT)
     messages: list[Message] = []
     notes: list[AuditRecord] = []
     settle: list[tuple[Lane, int]] = []
@@ -367,7 +371,7 @@ def _expand(events: list[Event]) -> None:
                     sequence=event.sequence,
                     lane_order=event.sequence or 0,
                     received_at=event.received_at,
-                    gap_until=event.received_at + gap_wait if event.sequence else None,
+                    gap_until=gap_until if event.sequence else None,
                     expires_at=event.expires_at,
                 )
             )

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from comcenter.errors import ApiError
+from comcenter.latency import ack_latency_record
 from comcenter.metrics import ACK_LATENCY, EVENTS
 from events import services
 from events.auth import HasScope, issue_access_token, record_auth_failure
@@ -181,7 +182,9 @@ def accept_and_respond(
     EVENTS.labels(outcome="duplicate" if result.duplicate else "accepted", reason="").inc()
     started = getattr(request._request, "started_at", None)
     if started is not None and not result.duplicate:
-        ACK_LATENCY.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        ACK_LATENCY.observe(elapsed)
+        ack_latency_record(elapsed)
     return Response(
         body, status=status.HTTP_200_OK if result.duplicate else status.HTTP_202_ACCEPTED
     )

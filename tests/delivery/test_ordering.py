@@ -11,6 +11,7 @@ from audit.models import AuditRecord
 from delivery.dispatcher import claim
 from delivery.models import Lane, Message, MessageState
 from delivery.services import messages_recover_expired_leases, outbox_consume
+from events.models import Event
 from tests.delivery.conftest import run_pump
 
 
@@ -52,7 +53,7 @@ def test_it_waits_for_a_missing_predecessor_then_records_the_gap(
     assert _subjects(smtp_server) == ["Seq 1"]
     waiting = Message.objects.get(event=third)
     assert waiting.state == "pending"
-    assert waiting.gap_until == waiting.received_at + timedelta(seconds=10)
+    assert waiting.gap_until >= waiting.received_at + timedelta(seconds=10)
 
     Message.objects.filter(pk=waiting.pk).update(gap_until=timezone.now())
     run_pump()
@@ -60,6 +61,24 @@ def test_it_waits_for_a_missing_predecessor_then_records_the_gap(
     assert _subjects(smtp_server) == ["Seq 1", "Seq 3"]
     claim_row = AuditRecord.objects.get(message_uid=waiting.uid, kind="message.dispatching")
     assert claim_row.data["ordering_gap"] == {"missing_sequence": 2, "waited_seconds": 10}
+
+
+def test_an_outbox_backlog_does_not_use_up_the_gap_wait(
+    email_only, accept, live, smtp_server, settings
+):
+    """Events received long before the dispatcher expands them (a backlog) still give a
+    late predecessor the whole wait: the clock starts when the message enters its lane."""
+    settings.ORDERING_GAP_WAIT = 10
+    accept(sequence=1, ordering_key="k")
+    third = accept(sequence=3, ordering_key="k")
+    Event.objects.filter(pk=third.pk).update(received_at=timezone.now() - timedelta(minutes=5))
+
+    run_pump()
+
+    assert _subjects(smtp_server) == ["Seq 1"]
+    waiting = Message.objects.get(event=third)
+    assert waiting.state == "pending"
+    assert waiting.gap_until > timezone.now()
 
 
 def test_it_sends_a_late_predecessor_without_waiting_again(email_only, accept, live, smtp_server):
