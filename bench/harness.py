@@ -163,7 +163,10 @@ class Server:
                 "comcenter.wsgi:application",
             ],
         )
-        self._spawn("workers", [python, "manage.py", "qcluster"])
+        # Workers run at a lower CPU priority than the web tier, as `make run` does: on one
+        # small machine the acknowledgement is the latency-critical path, and delivery is
+        # asynchronous by design (it catches up when intake slows).
+        self._spawn("workers", ["nice", "-n", "10", python, "manage.py", "qcluster"])
         deadline = time.monotonic() + 90
         while True:
             try:

@@ -197,7 +197,9 @@ Q_CLUSTER = {
     "queue_limit": Q_WORKERS,
     "bulk": 1,
     "catch_up": False,
-    "save_limit": 200,
+    # Success rows would cost the monitor a write (and a prune) per task; our own tables
+    # record every outcome, so django-q2 keeps failures only.
+    "save_limit": -1,
     "ack_failures": True,
     "label": "Task queue",
 }

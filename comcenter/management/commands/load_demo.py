@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from delivery.services import route_ensure
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from templates.services import template_create
 
+from delivery.services import route_ensure
 from events.models import ServiceAccount
 from events.services import event_type_ensure, service_account_create, service_account_ensure
 from templates.models import Template
+from templates.services import template_create
 
 DEMO_TEMPLATES: list[dict[str, Any]] = [
     {
