@@ -73,7 +73,7 @@ def audit_row_digest(record: AuditRecord, *, seq: int, prev_hash: str) -> str:
     )
 
 
-def audit_seal(*, batch: int = 5000) -> int:
+def audit_seal(*, batch: int = 2000) -> int:
     """Give unsealed rows their place in the hash chain; returns how many were sealed.
 
     Rows are chained in the order the sealer finds them (by id), not at insert time, so the
@@ -90,16 +90,37 @@ def audit_seal(*, batch: int = 5000) -> int:
             seq = head.seq if head else 0
             prev_hash = head.hash if head else GENESIS
             rows = list(AuditRecord.objects.filter(seq=None).order_by("id")[:batch])
+            seals = []
             for record in rows:
                 seq += 1
-                record.seq = seq
-                record.prev_hash = prev_hash
-                record.hash = audit_row_digest(record, seq=seq, prev_hash=prev_hash)
-                prev_hash = record.hash
-            AuditRecord.objects.bulk_update(rows, ["seq", "prev_hash", "hash"], batch_size=500)
+                digest = audit_row_digest(record, seq=seq, prev_hash=prev_hash)
+                seals.append((record.id, seq, prev_hash, digest))
+                prev_hash = digest
+            _write_seals(seals)
         sealed += len(rows)
         if len(rows) < batch:
             return sealed
+
+
+def _write_seals(seals: list[tuple[int, int, str, str]]) -> None:
+    """One statement per batch. (Django's bulk_update builds a CASE with a branch per row,
+    which PostgreSQL evaluates row by row: quadratic, and it starved the intake.)"""
+    if not seals:
+        return
+    table = connection.ops.quote_name(AuditRecord._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            values = ", ".join(["(%s::bigint, %s::bigint, %s, %s)"] * len(seals))
+            cursor.execute(
+                f"UPDATE {table} AS a SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash "  # noqa: S608 -- table name from the model, values bound
+                f"FROM (VALUES {values}) AS v(id, seq, prev_hash, hash) WHERE a.id = v.id",
+                [value for seal in seals for value in seal],
+            )
+        else:
+            cursor.executemany(
+                f"UPDATE {table} SET seq = %s, prev_hash = %s, hash = %s WHERE id = %s",  # noqa: S608
+                [(seq, prev, digest, pk) for pk, seq, prev, digest in seals],
+            )
 
 
 @dataclass(frozen=True)

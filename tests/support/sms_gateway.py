@@ -52,13 +52,14 @@ class SmsGateway:
     requests: list[GatewayRequest] = field(default_factory=list)
     # Sids handed out per Idempotency-Key, i.e. messages the gateway took for delivery.
     delivered: dict[str, str] = field(default_factory=dict)
+    bind_port: int = 0  # 0: any free port (tests); a fixed one for the README walk-through
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._answers: deque[_Answer] = deque()
         self._stopping = threading.Event()
         handler = type("GatewayHandler", (_Handler,), {"gateway": self})
-        self._server = _Server(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", self.bind_port), handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
         )
@@ -247,3 +248,30 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except OSError:
             self.close_connection = True
+
+
+def main() -> None:
+    """`python -m tests.support.sms_gateway [PORT]`: a local Twilio-shaped gateway for trying
+    live SMS delivery by hand (the README's walk-through); prints what it accepts."""
+    import sys
+    import time
+
+    gateway = SmsGateway(bind_port=int(sys.argv[1]) if len(sys.argv) > 1 else 8025).start()
+    for name, value in gateway.env().items():
+        print(f"{name}={value}")
+    print("listening; Ctrl-C stops", flush=True)
+    seen = 0
+    try:
+        while True:
+            sends = gateway.sends
+            for request in sends[seen:]:
+                print(f"SMS accepted: To={request.form.get('To')} Body={request.form.get('Body')}")
+            seen = len(sends)
+            sys.stdout.flush()
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        gateway.stop()
+
+
+if __name__ == "__main__":
+    main()
