@@ -50,7 +50,7 @@ def bench_environment(*, web_workers: int, q_workers: int, port: int, metrics_di
         THROTTLE_INTAKE=os.environ.get("BENCH_THROTTLE", "1000000/s"),
         ACCESS_TOKEN_TTL="3600",
         WEB_CONCURRENCY=str(web_workers),
-        Q_WORKERS=str(q_workers),
+        Q_WORKERS=str(q_workers or 1),  # 0 (ack path alone) starts no cluster at all
         GUNICORN_BIND=f"127.0.0.1:{port}",
         PROMETHEUS_MULTIPROC_DIR=metrics_dir,
         PYTHONUNBUFFERED="1",
@@ -166,7 +166,8 @@ class Server:
         # Workers run at a lower CPU priority than the web tier, as `make run` does: on one
         # small machine the acknowledgement is the latency-critical path, and delivery is
         # asynchronous by design (it catches up when intake slows).
-        self._spawn("workers", ["nice", "-n", "10", python, "manage.py", "qcluster"])
+        if os.environ.get("BENCH_Q_WORKERS") != "0":  # 0: the ack path alone
+            self._spawn("workers", ["nice", "-n", "10", python, "manage.py", "qcluster"])
         deadline = time.monotonic() + 90
         while True:
             try:
