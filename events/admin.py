@@ -10,8 +10,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from comcenter.lib.admin import ReadOnlyAdmin
-from events import services
+from events import admin_identity, services
 from events.models import SCOPES, Event, EventType, ServiceAccount
+
+# The identity provider's key state lives in its own module; importing it registers it.
+_ = admin_identity
 
 
 @admin.register(Event)
