@@ -11,6 +11,7 @@ from typing import Any
 from django.db import connection, transaction
 
 from audit.models import AuditRecord
+from comcenter.lib.bulk import rows_insert
 from comcenter.lib.context import get_request_id
 from comcenter.lib.hashing import canonical_json, sha256_hex
 
@@ -43,7 +44,8 @@ def audit_append(**fields: Any) -> None:
 
 
 def audit_append_many(records: Iterable[AuditRecord]) -> None:
-    AuditRecord.objects.bulk_create(list(records))
+    """Insert many lineage rows (COPY on PostgreSQL)."""
+    rows_insert(AuditRecord, list(records))
 
 
 # --- the hash chain -------------------------------------------------------------------------
