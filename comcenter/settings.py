@@ -177,7 +177,7 @@ REDIS_URL = _url("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "comcenter.lib.cache.PooledRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "comcenter",
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},

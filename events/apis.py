@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import time
 from typing import Any
@@ -14,6 +15,7 @@ from django.http.request import RawPostDataException
 from django.utils.module_loading import import_string
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import parsers, permissions, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -100,14 +102,22 @@ def parse_json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
     return parsed
 
 
+@functools.cache
+def _event_validator() -> EventInSerializer:
+    """One serializer per process, used only through `run_validation`, which keeps no state
+    on the instance: building a serializer deep-copies all its fields, a sixth of the ack
+    path's CPU when done per request."""
+    return EventInSerializer()
+
+
 def validate_event(parsed: dict[str, Any], header_key: str | None) -> tuple[dict[str, Any], str]:
     """Field validation shared by the bearer intake and the signed webhooks.
 
     Returns the validated payload (without the idempotency key) and the key."""
-    serializer = EventInSerializer(data=parsed)
-    if not serializer.is_valid():
-        raise _reject(400, "invalid_fields", serializer.errors, "invalid_fields")
-    payload = dict(serializer.validated_data)
+    try:
+        payload = dict(_event_validator().run_validation(parsed))
+    except ValidationError as exc:
+        raise _reject(400, "invalid_fields", exc.detail, "invalid_fields") from None
     body_key = payload.pop("idempotency_key", None)
     if header_key is not None and body_key is not None and header_key != body_key:
         raise _reject(

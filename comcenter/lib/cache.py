@@ -1,0 +1,27 @@
+"""Django's Redis cache, with one redis client per connection pool.
+
+Django's RedisCacheClient builds a new `redis.Redis` object on every cache call; building one
+fills its table of response callbacks (≈ 0.17 ms per call measured on the ack path). The
+client holds no per-call state and its pool notices forks, so one per pool is enough."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+
+
+class _ReusingClient(RedisCacheClient):
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        index = self._get_connection_pool_index(write)
+        clients: dict[int, Any] = self.__dict__.setdefault("_clients", {})
+        client = clients.get(index)
+        if client is None:
+            client = clients[index] = self._client(connection_pool=self._get_connection_pool(write))
+        return client
+
+
+class PooledRedisCache(RedisCache):
+    def __init__(self, server: str, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._class = _ReusingClient
