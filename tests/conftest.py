@@ -27,6 +27,18 @@ def _clear_cache() -> None:
 
 
 @pytest.fixture
+def olivia(db: Any, client: Any) -> Any:
+    """An operator: a test client logged in to the admin as a superuser."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_superuser(
+        "olivia", "olivia@example.org", "pw-olivia-1234"
+    )
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
 def event_types(db: Any) -> list[str]:
     names = ["deadline_soon", "new_match", "ticket.created"]
     for name in names:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from django.contrib import admin
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.urls import reverse
 
@@ -13,7 +12,7 @@ from events.services import event_accept
 
 
 @pytest.fixture
-def staff_client(client, db):
+def staff_client(olivia):
     call_command("load_demo", verbosity=0)
     event_accept(
         caller="sa:smoke",
@@ -28,9 +27,7 @@ def staff_client(client, db):
     from delivery.tasks import pump
 
     pump("smoke")  # messages, attempts and lineage rows to show
-    user = get_user_model().objects.create_superuser("alice", "alice@example.org", "pw-alice-1")
-    client.force_login(user)
-    return client
+    return olivia
 
 
 def test_every_admin_page_opens(staff_client):

@@ -14,13 +14,6 @@ DLQ = "/admin/delivery/deadletter/"
 
 
 @pytest.fixture
-def olivia(db, client):
-    user = User.objects.create_superuser("olivia", "olivia@example.org", "pw-olivia-1234")
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def victor(db, client):
     """Staff who may look at messages and the dead-letter queue but change nothing."""
     user = User.objects.create_user("victor", "victor@example.org", "pw", is_staff=True)

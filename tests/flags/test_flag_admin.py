@@ -13,13 +13,6 @@ URL = "/admin/flags/flag/"
 
 
 @pytest.fixture
-def olivia(db, client):
-    user = User.objects.create_superuser("olivia", "olivia@example.org", "pw-olivia-1234")
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def victor(db, client):
     """A staff member who may look at flags but not change them."""
     user = User.objects.create_user("victor", "victor@example.org", "pw", is_staff=True)

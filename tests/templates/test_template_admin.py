@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 
 from templates.models import Template, TemplateVersion
 
 LIST = "/admin/templates/template/"
-
-
-@pytest.fixture
-def olivia(db, client):
-    user = User.objects.create_superuser("olivia", "olivia@example.org", "pw-olivia-1234")
-    client.force_login(user)
-    return client
 
 
 def _edit_form(template: Template, **changes: str) -> dict[str, str]:
