@@ -160,13 +160,10 @@ def accept_and_respond(
     key: str,
 ) -> Response:
     """Store the event and answer: 202 new, 200 duplicate, 409 conflict."""
-    # Timestamps as canonical ISO text, so the payload hash does not depend on how the
-    # caller formatted them.
-    hashable = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in payload.items()}
     try:
         result = services.event_accept(
             caller=caller.caller_id,
-            payload=hashable,
+            payload=payload,
             idempotency_key=key,
             request_id=request.request_id,  # type: ignore[attr-defined]
             auth_pending=caller.auth_pending,

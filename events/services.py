@@ -183,6 +183,9 @@ def event_accept(
     `payload` is the validated body (without the idempotency key). Idempotency is decided by
     the unique index on (caller, idempotency_key): of concurrent duplicates exactly one insert
     commits; the others fail on the index, then read the winner and compare payload hashes."""
+    # Timestamps as canonical ISO text, so the payload hash does not depend on how the
+    # caller formatted them (and datetimes from any caller hash at all).
+    payload = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in payload.items()}
     payload_hash = json_hash(payload)
     recipient = payload["recipient"]
     status = EventStatus.AUTH_PENDING if auth_pending else EventStatus.ACCEPTED

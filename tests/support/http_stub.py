@@ -8,8 +8,9 @@ import json
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.loopback import LoopbackHandler, QuietServer
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class HttpStub:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         handler = type("StubHandler", (_Handler,), {"stub": self})
-        self._server = _Server(("127.0.0.1", 0), handler)
+        self._server = QuietServer(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
         )
@@ -80,36 +81,14 @@ class HttpStub:
             return self._answers.popleft() if self._answers else self.default
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that time out and hang up are part of the tests
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     stub: HttpStub
-    protocol_version = "HTTP/1.1"
-    timeout = 5  # an idle kept-alive connection must not pin a thread forever
-    # Headers and body go out in two writes; with Nagle on, the second waits for the
-    # client's delayed ACK (~40 ms per request).
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
 
     def do_HEAD(self) -> None:
         self._handle()
 
     def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self.read_body()
         request = StubRequest(
             self.command, self.path, dict(self.headers), body, self.client_address[1]
         )

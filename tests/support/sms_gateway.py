@@ -18,9 +18,10 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs
+
+from tests.support.loopback import LoopbackHandler, QuietServer
 
 Kind = Literal["messages", "account", "other"]
 
@@ -59,7 +60,7 @@ class SmsGateway:
         self._answers: deque[_Answer] = deque()
         self._stopping = threading.Event()
         handler = type("GatewayHandler", (_Handler,), {"gateway": self})
-        self._server = _Server(("127.0.0.1", self.bind_port), handler)
+        self._server = QuietServer(("127.0.0.1", self.bind_port), handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
         )
@@ -146,35 +147,12 @@ class SmsGateway:
             return sid
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that timed out and hung up is expected here; stay quiet.
-        pass
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     gateway: SmsGateway
-    protocol_version = "HTTP/1.1"  # keep-alive, like a real gateway
-    timeout = 5  # an idle kept-alive connection must not pin a thread forever
-    # Headers and body go out in two writes; with Nagle on, the second waits for the
-    # client's delayed ACK (~40 ms per request).
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
 
     def _handle(self) -> None:
         gateway = self.gateway
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self.read_body()
         form = {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
         prefix = f"/2010-04-01/Accounts/{gateway.account_sid}"
         kind: Kind = "other"
