@@ -1,4 +1,4 @@
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.db.models.signals import post_migrate
 
 
@@ -12,5 +12,11 @@ class ComcenterConfig(AppConfig):
         from comcenter.schedules import sync_schedules_after_migrate
 
         # Deployment wiring, not domain logic: every `migrate` leaves the periodic tasks of
-        # PERIODIC_TASKS registered, so no deployment can forget the sweepers.
-        post_migrate.connect(sync_schedules_after_migrate, sender=self)
+        # PERIODIC_TASKS registered, so no deployment can forget the sweepers. Django sends
+        # post_migrate only for apps with a models module, which this package has not: the
+        # hook hangs on django_q, whose tables it writes.
+        post_migrate.connect(
+            sync_schedules_after_migrate,
+            sender=apps.get_app_config("django_q"),
+            dispatch_uid="comcenter.sync_schedules",
+        )

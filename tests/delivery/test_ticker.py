@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -12,6 +13,17 @@ from delivery.models import Attempt, Lane, Message
 from delivery.services import outbox_consume, worker_lease_take
 from delivery.tasks import TICKER_LEASE, tick, tick_pass
 from tests.delivery.conftest import states
+
+
+def test_migrate_registers_every_periodic_task(transactional_db, settings):
+    """The deployment path itself: `migrate` (nothing left to apply) must leave every
+    periodic task registered, or nothing wakes retries, gap waits and lost wake-ups."""
+    Schedule.objects.all().delete()
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+    registered = set(Schedule.objects.values_list("name", flat=True))
+    assert registered == {name for name, _, _ in settings.PERIODIC_TASKS}
 
 
 def test_the_ticker_and_the_purge_are_periodic_tasks(db):
