@@ -53,11 +53,13 @@ def test_it_detects_a_removed_row(chain):
 
 
 def test_it_detects_a_forged_row_rehashed_in_place(chain):
-    from audit.services import audit_row_digest
+    from audit.services import CHAINED_FIELDS, audit_row_digest
 
     forged = chain[1]
-    forged.data = {"n": 42}
-    forged.hash = audit_row_digest(forged, seq=forged.seq, prev_hash=forged.prev_hash)
+    row = AuditRecord.objects.values(*CHAINED_FIELDS).get(pk=forged.pk)
+    row["data"] = {"n": 42}
+    forged.data = row["data"]
+    forged.hash = audit_row_digest(row, seq=forged.seq, prev_hash=forged.prev_hash)
     forged.save(update_fields=["data", "hash"])
     report = audit_verify()
     assert not report.ok
@@ -72,3 +74,30 @@ def test_verify_audit_exits_0_when_intact_and_1_naming_the_row(chain, capsys):
         call_command("verify_audit")
     assert exit_info.value.code == 1
     assert f"row id {chain[3].pk}" in capsys.readouterr().err
+
+
+def test_the_row_hash_format_is_stable():
+    """Chains sealed by earlier releases must keep verifying: this vector was computed by
+    the first implementation of the row hash (model instances, before plain-value rows)."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from audit.services import audit_row_digest
+
+    row = {
+        "id": 7,
+        "at": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+        "kind": "message.dry_run",
+        "request_id": "req-1",
+        "event_uid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "message_uid": None,
+        "recipient_id": "cust-9",
+        "actor": "worker",
+        "data": {"to": "x", "n": [1, "é"]},
+    }
+    digest = audit_row_digest(row, seq=3, prev_hash="a" * 64)
+    assert digest == "af91305488ce7f48558fea0c93851a97514c4de9c5bd514e1db70b2bc8eda444"
+    assert (
+        audit_row_digest({**row, "data": {"to": "y", "n": [1, "é"]}}, seq=3, prev_hash="a" * 64)
+        != digest
+    )
