@@ -66,3 +66,29 @@ def test_it_keeps_only_the_newest_window(settings, shared_store: dict[str, str])
     recent = ack_latency_recent()
     assert len(recent) == 30
     assert set(range(1001, 1011)) <= {round(ms) for ms in recent}
+
+
+def test_a_process_pushes_its_samples_in_batches(monkeypatch) -> None:
+    """One Redis round trip per FLUSH_SECONDS per process, not one per acknowledgement; a
+    flush (a read, the process's exit) pushes the rest, in the order they were recorded."""
+    from comcenter import latency
+
+    pushed: list[list[float]] = []
+    monkeypatch.setattr(latency._RedisBuffer, "_push", staticmethod(lambda _, b: pushed.append(b)))
+    clock = [1000.0]
+    monkeypatch.setattr(latency.time, "monotonic", lambda: clock[0])
+    buffer = latency._RedisBuffer()
+
+    for ms in range(1, 51):
+        buffer.record("redis://unused", float(ms))
+    assert pushed == [[1.0]]  # the first sample goes at once, the next 49 wait
+
+    clock[0] += latency.FLUSH_SECONDS
+    buffer.record("redis://unused", 51.0)
+    assert pushed[1] == [float(ms) for ms in range(2, 52)]
+
+    buffer.record("redis://unused", 52.0)
+    buffer.flush()
+    assert pushed[2:] == [[52.0]]
+    buffer.flush()  # nothing left: no empty push
+    assert len(pushed) == 3
