@@ -31,6 +31,15 @@ Claim protocol, one transaction, the same ORM code on PostgreSQL and SQLite:
 On SQLite there is no SKIP LOCKED (Django drops the clause); the IMMEDIATE transaction holds
 the database write lock from its first statement, so the steps run with no other writer.
 
+Dry run. While DISABLE_SEND is on and dispatch is not paused, nothing leaves the machine, so a
+batch needs no lease: in one transaction it selects the heads as step 1 does (locking the
+messages as well as their lanes, since it sets no busy_until), applies the same gates and
+rendering as a claimed batch, and moves each message from its waiting state straight to its
+outcome (`dry_run`, or what a gate decided), with one lineage row (carrying the gap note when
+out of order) and done_sequence advanced. The locks, held until that commit, keep every other
+worker off those lanes. Sends turned on mid-batch leave the remaining messages in line for the
+next batch, which is claimed.
+
 Every write of a result leaves `dispatching` through `message_transition(fenced=True)`: it
 applies only under the lease_token this worker claimed, and frees the lane in the same
 statement. A send starts only while the remaining lease exceeds three provider deadlines, so a
@@ -166,24 +175,39 @@ def has_due(*, channel: str, paused: bool) -> bool:
     return _heads(claimable_states(paused=paused)).filter(channel=channel).exists()
 
 
+def _lock_heads(
+    *, channel: str, states: tuple[str, ...], limit: int, lock_messages: bool = False
+) -> dict[int, Message]:
+    """Up to `limit` claimable heads of `channel` in due order (id, lane_id and the `gap`
+    annotation only), with their lanes locked until the caller's transaction ends.
+
+    FOR UPDATE OF the lane, SKIP LOCKED: a lane another worker is claiming (or dry-running)
+    is skipped; one it claimed and committed meanwhile fails the re-check of `busy_until`
+    that PostgreSQL runs on the row it locks (its newest version). Either way this worker
+    never takes a second message of a busy lane.
+
+    A dry-run batch sets no `busy_until` for that re-check to see, so it locks the messages
+    too (`lock_messages`): then the re-check reads the message's own newest state, and a
+    head that another worker dry-ran and committed after this statement's snapshot has left
+    the waiting states and drops out, instead of being hydrated and decided for nothing."""
+    of = ("self", "lane") if lock_messages else ("lane",)
+    return {
+        m.pk: m
+        for m in _heads(states)
+        .filter(channel=channel)
+        .select_related("lane")
+        .select_for_update(skip_locked=True, of=of)
+        .only("id", "lane_id", "lane__id")
+        .order_by("next_attempt_at", "id")[:limit]
+    }
+
+
 def claim(*, channel: str, limit: int, paused: bool) -> list[Message]:
     """Claim up to `limit` due heads of `channel` (at most one per lane) for this worker."""
     states = claimable_states(paused=paused)
     lease = timedelta(seconds=settings.DISPATCH_LEASE_SECONDS)
     with transaction.atomic():
-        # FOR UPDATE OF the lane, SKIP LOCKED: a lane another worker is claiming is skipped;
-        # one it claimed and committed meanwhile fails the re-check of `busy_until` that
-        # PostgreSQL runs on the row it locks (its newest version). Either way this worker
-        # never claims a second message of a busy lane.
-        found = {
-            m.pk: m
-            for m in _heads(states)
-            .filter(channel=channel)
-            .select_related("lane")
-            .select_for_update(skip_locked=True, of=("lane",))
-            .only("id", "lane_id", "lane__id")
-            .order_by("next_attempt_at", "id")[:limit]
-        }
+        found = _lock_heads(channel=channel, states=states, limit=limit)
         if not found:
             return []
         lanes = {m.lane_id for m in found.values()}
@@ -247,6 +271,11 @@ class _Batch:
     errors, releases) are written together at the end; each real send's result is committed
     before the next send starts."""
 
+    # Where the messages are when their outcomes are written, and whether those writes are
+    # fenced on the claim's token (which also frees the lane).
+    from_states: tuple[str, ...] = (MessageState.DISPATCHING,)
+    fenced = True
+
     def __init__(
         self, provider: Provider, messages: list[Message], tokens: int, claimed_at: float
     ) -> None:
@@ -281,10 +310,28 @@ class _Batch:
     # -- decisions
 
     def _one(self, message: Message) -> None:
+        ready = self._decide(message)
+        if ready is None:
+            return
+        rendered, version_id = ready
+        if flag_is_on("RATE_LIMIT_ENABLED") and self.tokens <= 0:
+            # Claimed while sends were off (no tokens reserved) and sends are on now.
+            self._defer(message, MessageState.PENDING, "waiting for the rate limit")
+            return
+        if self.lease_end - time.monotonic() < LEASE_MARGIN_CALLS * self.timeout:
+            self._defer(message, MessageState.PENDING, "lease budget spent; back in line")
+            return
+        self.tokens = max(0, self.tokens - 1)
+        self._send(message, rendered, version_id)
+
+    def _decide(self, message: Message) -> tuple[Rendered, int] | None:
+        """Apply the gates, render, and record dry run while DISABLE_SEND is on. Defers the
+        outcome and returns None when one was decided; else returns what to send (the
+        rendered content and its template version)."""
         gate = self._gate(message)
         if gate is not None:
             self._defer(message, *gate)
-            return
+            return None
         template = message.template
         # _gate() returned None, so both exist.
         assert template is not None
@@ -301,7 +348,7 @@ class _Batch:
                 last_error=f"render failed: {exc}"[:MAX_ERROR_LENGTH],
                 template_version_id=version.pk,
             )
-            return
+            return None
         if flag_is_on("DISABLE_SEND"):
             self._defer(
                 message,
@@ -310,16 +357,8 @@ class _Batch:
                 rendered=rendered,
                 template_version_id=version.pk,
             )
-            return
-        if flag_is_on("RATE_LIMIT_ENABLED") and self.tokens <= 0:
-            # Claimed while sends were off (no tokens reserved) and sends are on now.
-            self._defer(message, MessageState.PENDING, "waiting for the rate limit")
-            return
-        if self.lease_end - time.monotonic() < LEASE_MARGIN_CALLS * self.timeout:
-            self._defer(message, MessageState.PENDING, "lease budget spent; back in line")
-            return
-        self.tokens = max(0, self.tokens - 1)
-        self._send(message, rendered, version.pk)
+            return None
+        return rendered, version.pk
 
     def _gate(self, message: Message) -> tuple[str, str] | None:
         """(state, reason) when a gate stops the message, read right before its send."""
@@ -496,13 +535,45 @@ class _Batch:
             moved = message_transition(
                 changes=changes,
                 state=state,
-                from_states=[MessageState.DISPATCHING],
+                from_states=self.from_states,
                 reason=reason,
-                fenced=True,
+                fenced=self.fenced,
                 durable=False,
             )
             self.result.states[state] += len(moved)
         self.deferred = {}
+
+
+class _DryRunBatch(_Batch):
+    """A batch selected while DISABLE_SEND is on: nothing will leave the machine, so there is
+    no claim, lease or fencing token. Runs inside the transaction that locked the batch's
+    lanes; each message goes from its waiting state straight to its outcome, decided by the
+    same code as a claimed batch's, and its one lineage row carries the gap note a claim
+    row would have carried."""
+
+    from_states = WAITING_STATES
+    fenced = False
+
+    def __init__(
+        self, provider: Provider, messages: list[Message], notes: dict[int, dict[str, Any]]
+    ) -> None:
+        super().__init__(provider, messages, tokens=0, claimed_at=time.monotonic())
+        self.notes = notes
+
+    def run(self) -> BatchResult:
+        for message in self.messages:
+            with request_id_bound(message.event.request_id):
+                # A message that _decide() would send (DISABLE_SEND was turned off since the
+                # batch was selected) stays in line, untouched, for the next batch: a claimed
+                # one, which sends it.
+                self._decide(message)
+        self._flush()
+        return self.result
+
+    def _change(self, message: Message, values: dict[str, Any]) -> Change:
+        change = super()._change(message, values)
+        change.data = {**self.notes.get(message.pk, {}), **change.data}
+        return change
 
 
 def _template_gate(template: Template, channel: str) -> tuple[str, str] | None:
@@ -553,8 +624,10 @@ def dispatch_batch(*, channel: str, limit: int | None = None) -> BatchResult:
     limit = limit or settings.DISPATCH_BATCH_SIZE
     paused = flag_is_on("DISPATCH_PAUSED")
     provider = provider_for(channel)
+    if not paused and flag_is_on("DISABLE_SEND"):
+        return _dry_run_batch(channel=channel, limit=limit, provider=provider)
     tokens = 0
-    if not paused and not flag_is_on("DISABLE_SEND") and flag_is_on("RATE_LIMIT_ENABLED"):
+    if not paused and flag_is_on("RATE_LIMIT_ENABLED"):
         if not has_due(channel=channel, paused=paused):
             return BatchResult()
         grant = ratelimit_acquire(provider=provider.name, want=limit)
@@ -569,6 +642,23 @@ def dispatch_batch(*, channel: str, limit: int | None = None) -> BatchResult:
     if not messages:
         return BatchResult()
     return _Batch(provider, messages, tokens, claimed_at).run()
+
+
+def _dry_run_batch(*, channel: str, limit: int, provider: Provider) -> BatchResult:
+    """Select, decide and record one dry-run batch of `channel` in one transaction: one
+    state change (and lineage row) per message instead of a claim and a result.
+
+    Race-free like a claim: the lanes and messages stay locked FOR UPDATE until the outcomes
+    commit, so another worker skips them; one whose snapshot predates this commit and locks
+    them after it sees the message's new state in PostgreSQL's re-check (see _lock_heads).
+    Besides, message_transition moves a message only from the state it was loaded in."""
+    with transaction.atomic():
+        found = _lock_heads(channel=channel, states=WAITING_STATES, limit=limit, lock_messages=True)
+        messages = _hydrate(list(found))
+        if not messages:
+            return BatchResult()
+        notes = {m.pk: _gap_note(m) for m in messages if found[m.pk].gap}
+        return _DryRunBatch(provider, messages, notes).run()
 
 
 @dataclass

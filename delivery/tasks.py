@@ -34,6 +34,10 @@ TICK_SECONDS = 58.0
 TICK_IDLE_SLEEP = 0.5
 TICK_PASS_BUDGET = 10.0
 TICKER_LEASE = "delivery-ticker"
+# Outbox batches (of up to 500 events) a pass expands before it dispatches. Under sustained
+# intake the outbox is never found empty: expanding until it is would starve the dispatcher
+# (messages pile up pending) and could outlast the task's timeout.
+EXPAND_BATCHES_PER_PASS = 2
 
 
 def pump(reason: str = "") -> dict[str, int]:
@@ -44,14 +48,14 @@ def pump(reason: str = "") -> dict[str, int]:
     (per-task overhead and tiny batches were most of the delivery cost under load). While it
     runs, the wake marker stays set, so the intake enqueues nothing more; after a pass that
     finds nothing it clears the marker and makes one more pass, which sees every event
-    committed before the clear; any event committed after it enqueues a fresh wake-up."""
+    committed before the clear; any event committed after it enqueues a fresh wake-up.
+    Each pass expands at most EXPAND_BATCHES_PER_PASS batches, so expansion and dispatch take
+    turns however fast events keep arriving; a pass cut short counts as one that found work."""
     end = time.monotonic() + PUMP_BUDGET_SECONDS
     events = messages = 0
     cleared = False
     while time.monotonic() < end:
-        consumed = 0
-        while batch := outbox_expand():
-            consumed += batch
+        consumed = _expand_some()
         report = dispatch_due(budget_seconds=max(0.1, end - time.monotonic()))
         events += consumed
         messages += report.claimed
@@ -92,11 +96,20 @@ def tick_pass(*, budget_seconds: float) -> bool:
     """Expire what is past due, expand any event whose wake-up was lost, dispatch what is
     due. True if it found work."""
     expired = messages_expire_due()
-    events = 0
-    while consumed := outbox_expand():
-        events += consumed
+    events = _expand_some()
     report = dispatch_due(budget_seconds=budget_seconds)
     return bool(expired or events or report.claimed or report.recovered)
+
+
+def _expand_some() -> int:
+    """Expand up to EXPAND_BATCHES_PER_PASS outbox batches; returns the events consumed."""
+    consumed = 0
+    for _ in range(EXPAND_BATCHES_PER_PASS):
+        batch = outbox_expand()
+        if not batch:
+            break
+        consumed += batch
+    return consumed
 
 
 def purge_dead() -> int:

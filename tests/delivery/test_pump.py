@@ -53,3 +53,46 @@ def test_it_sees_an_event_committed_while_it_was_running(
     assert report["events"] == 2
     late[0].refresh_from_db()
     assert late[0].outbox_state == OutboxState.DONE
+
+
+def test_it_dispatches_while_events_keep_arriving(email_only, accept, shared_cache, monkeypatch):
+    """Under sustained intake the outbox is never found empty; each pass still dispatches
+    after a bounded share of expansion instead of waiting for the intake to pause."""
+    accept()
+    arrivals = 3 * tasks.EXPAND_BATCHES_PER_PASS
+    dispatched_at_each_batch: list[int] = []
+    real_expand = tasks.outbox_expand
+
+    def expand_while_another_event_arrives() -> int:
+        consumed = real_expand()
+        if len(dispatched_at_each_batch) < arrivals:
+            dispatched_at_each_batch.append(Message.objects.filter(state="dry_run").count())
+            accept()  # committed before the next expansion batch looks
+        return consumed
+
+    monkeypatch.setattr(tasks, "outbox_expand", expand_while_another_event_arrives)
+    report = run_pump()
+
+    # Every batch found one event; after EXPAND_BATCHES_PER_PASS of them the pass dispatched
+    # what they made before it expanded more.
+    bound = tasks.EXPAND_BATCHES_PER_PASS
+    assert dispatched_at_each_batch[:bound] == [0] * bound
+    assert dispatched_at_each_batch[bound] == bound
+    assert report == {"events": 1 + arrivals, "messages": 1 + arrivals}
+    assert Message.objects.filter(state="dry_run").count() == 1 + arrivals
+    assert cache.get(handoff.WAKE_KEY) is None
+
+
+def test_a_ticker_pass_expands_a_bounded_share_then_dispatches(email_only, accept, monkeypatch):
+    events = [accept() for _ in range(tasks.EXPAND_BATCHES_PER_PASS + 1)]
+    real_expand = tasks.outbox_expand
+    # One event a batch, so the outbox outlasts the pass's share.
+    monkeypatch.setattr(tasks, "outbox_expand", lambda: real_expand(limit=1))
+
+    assert tasks.tick_pass(budget_seconds=5)
+
+    made = Message.objects.filter(event__in=events)
+    assert made.count() == tasks.EXPAND_BATCHES_PER_PASS
+    assert set(made.values_list("state", flat=True)) == {"dry_run"}
+    last = Event.objects.get(pk=events[-1].pk)
+    assert last.outbox_state == OutboxState.PENDING
