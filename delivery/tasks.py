@@ -22,7 +22,7 @@ from delivery.services import (
     worker_lease_release,
     worker_lease_take,
 )
-from events.handoff import outbox_wake_consumed
+from events.handoff import outbox_consumer_active, outbox_wake_consumed
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,13 @@ def pump(reason: str = "") -> dict[str, int]:
 
 def tick(seconds: float = TICK_SECONDS) -> int:
     """Periodic task: one ticker at a time (a lease), a pass every TICK_IDLE_SLEEP seconds
-    while idle and back to back while there is work; returns the number of passes."""
+    while idle and back to back while there is work; returns the number of passes.
+
+    While a consumer run is queued or running (`outbox_consumer_active`), a pass only expires
+    what is past due: the consumer dispatches everything due, retries and gap waits
+    included, and a ticker doing the same beside it would double the claim queries under
+    load for nothing. When the consumer stops (or its marker expires after a crash), the
+    ticker's next pass takes over."""
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     end = time.monotonic() + seconds
     passes = 0
@@ -94,8 +100,11 @@ def tick(seconds: float = TICK_SECONDS) -> int:
 
 def tick_pass(*, budget_seconds: float) -> bool:
     """Expire what is past due, expand any event whose wake-up was lost, dispatch what is
-    due. True if it found work."""
+    due (the last two only while no consumer run is on it). True if it found work that the
+    next pass should follow at once."""
     expired = messages_expire_due()
+    if outbox_consumer_active():
+        return False
     events = _expand_some()
     report = dispatch_due(budget_seconds=budget_seconds)
     return bool(expired or events or report.claimed or report.recovered)

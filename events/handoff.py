@@ -66,6 +66,18 @@ def outbox_wake_consumed() -> None:
             log.warning("outbox wake: cache unavailable while clearing the wake marker")
 
 
+def outbox_consumer_active() -> bool:
+    """True while a consumer run is queued or running (the wake marker is set): the delivery
+    ticker then leaves the outbox and the dispatch to it. False when unknown (no shared
+    cache, or it is down), so the ticker does the work itself."""
+    if not settings.CACHE_IS_SHARED:
+        return False
+    try:
+        return shared_cache.get(WAKE_KEY) is not None
+    except Exception:
+        return False
+
+
 def outbox_stale_count() -> int:
     """Pending outbox rows older than the sweep threshold: what a crash or lost wake left."""
     threshold = Now() - timedelta(seconds=settings.OUTBOX_SWEEP_AFTER_SECONDS)

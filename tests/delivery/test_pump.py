@@ -96,3 +96,17 @@ def test_a_ticker_pass_expands_a_bounded_share_then_dispatches(email_only, accep
     assert set(made.values_list("state", flat=True)) == {"dry_run"}
     last = Event.objects.get(pk=events[-1].pk)
     assert last.outbox_state == OutboxState.PENDING
+
+
+def test_the_ticker_leaves_the_outbox_to_a_running_consumer(email_only, accept, shared_cache):
+    """While the wake marker says a consumer run is queued or running, a ticker pass does not
+    expand or dispatch beside it; once the marker is gone, the next pass does the work."""
+    event = accept()
+    cache.set(handoff.WAKE_KEY, 1)
+
+    assert tasks.tick_pass(budget_seconds=5) is False
+    assert Event.objects.get(pk=event.pk).outbox_state == OutboxState.PENDING
+
+    cache.delete(handoff.WAKE_KEY)
+    assert tasks.tick_pass(budget_seconds=5) is True
+    assert Message.objects.get(event=event).state == "dry_run"
