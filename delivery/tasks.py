@@ -34,10 +34,17 @@ TICK_SECONDS = 58.0
 TICK_IDLE_SLEEP = 0.5
 TICK_PASS_BUDGET = 10.0
 TICKER_LEASE = "delivery-ticker"
-# Outbox batches (of up to 500 events) a pass expands before it dispatches. Under sustained
+# Outbox batches (of EXPAND_BATCH_SIZE events) a pass expands before it dispatches. Under sustained
 # intake the outbox is never found empty: expanding until it is would starve the dispatcher
 # (messages pile up pending) and could outlast the task's timeout.
 EXPAND_BATCHES_PER_PASS = 2
+EXPAND_BATCH_SIZE = 500
+# After a pass that found work but no backlog, the consumer waits this long before the next,
+# so that what arrives meanwhile is taken in one batch: each batch costs a few queries
+# whatever its size, and a consumer spinning on a trickle of events spent most of its CPU
+# on them (and took it from the web tier on a shared machine). Adds at most this much to a
+# message's delivery time.
+PUMP_GATHER_SECONDS = 0.2
 
 
 def pump(reason: str = "") -> dict[str, int]:
@@ -50,7 +57,8 @@ def pump(reason: str = "") -> dict[str, int]:
     finds nothing it clears the marker and makes one more pass, which sees every event
     committed before the clear; any event committed after it enqueues a fresh wake-up.
     Each pass expands at most EXPAND_BATCHES_PER_PASS batches, so expansion and dispatch take
-    turns however fast events keep arriving; a pass cut short counts as one that found work."""
+    turns however fast events keep arriving; a pass cut short counts as one that found work.
+    Between passes that found a trickle it waits PUMP_GATHER_SECONDS (see there)."""
     end = time.monotonic() + PUMP_BUDGET_SECONDS
     events = messages = 0
     cleared = False
@@ -61,6 +69,8 @@ def pump(reason: str = "") -> dict[str, int]:
         messages += report.claimed
         if consumed or report.claimed:
             cleared = False
+            if consumed < EXPAND_BATCHES_PER_PASS * EXPAND_BATCH_SIZE:  # no backlog
+                time.sleep(PUMP_GATHER_SECONDS)
         elif cleared:
             break
         else:
@@ -114,7 +124,7 @@ def _expand_some() -> int:
     """Expand up to EXPAND_BATCHES_PER_PASS outbox batches; returns the events consumed."""
     consumed = 0
     for _ in range(EXPAND_BATCHES_PER_PASS):
-        batch = outbox_expand()
+        batch = outbox_expand(limit=EXPAND_BATCH_SIZE)
         if not batch:
             break
         consumed += batch

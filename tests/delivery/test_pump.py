@@ -63,8 +63,8 @@ def test_it_dispatches_while_events_keep_arriving(email_only, accept, shared_cac
     dispatched_at_each_batch: list[int] = []
     real_expand = tasks.outbox_expand
 
-    def expand_while_another_event_arrives() -> int:
-        consumed = real_expand()
+    def expand_while_another_event_arrives(**kwargs: int) -> int:
+        consumed = real_expand(**kwargs)
         if len(dispatched_at_each_batch) < arrivals:
             dispatched_at_each_batch.append(Message.objects.filter(state="dry_run").count())
             accept()  # committed before the next expansion batch looks
@@ -87,7 +87,7 @@ def test_a_ticker_pass_expands_a_bounded_share_then_dispatches(email_only, accep
     events = [accept() for _ in range(tasks.EXPAND_BATCHES_PER_PASS + 1)]
     real_expand = tasks.outbox_expand
     # One event a batch, so the outbox outlasts the pass's share.
-    monkeypatch.setattr(tasks, "outbox_expand", lambda: real_expand(limit=1))
+    monkeypatch.setattr(tasks, "outbox_expand", lambda **_: real_expand(limit=1))
 
     assert tasks.tick_pass(budget_seconds=5)
 
@@ -110,3 +110,27 @@ def test_the_ticker_leaves_the_outbox_to_a_running_consumer(email_only, accept, 
     cache.delete(handoff.WAKE_KEY)
     assert tasks.tick_pass(budget_seconds=5) is True
     assert Message.objects.get(event=event).state == "dry_run"
+
+
+def test_it_gathers_a_trickle_into_batches_but_not_a_backlog(
+    email_only, accept, shared_cache, monkeypatch
+):
+    """After a pass that found a few events the consumer waits PUMP_GATHER_SECONDS so the
+    next pass takes what arrived meanwhile in one batch; after a full pass (a backlog) it
+    goes on at once."""
+    naps: list[float] = []
+    monkeypatch.setattr(tasks.time, "sleep", naps.append)
+    accept()
+    cache.set(handoff.WAKE_KEY, 1)
+    run_pump()
+    assert naps == [tasks.PUMP_GATHER_SECONDS]  # one working pass, then the empty ones
+
+    naps.clear()
+    monkeypatch.setattr(tasks, "EXPAND_BATCH_SIZE", 1)
+    monkeypatch.setattr(tasks, "EXPAND_BATCHES_PER_PASS", 1)
+    accept()
+    accept()
+    cache.set(handoff.WAKE_KEY, 1)
+    run_pump()
+    # Pass 1 is full (a backlog): no wait; pass 2 takes the last event: a full pass too.
+    assert naps == []
