@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from comcenter.run import cluster_stop
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/comcenter_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/6"
@@ -137,18 +139,27 @@ class Server:
     env: dict
     log_dir: Path
     processes: list[subprocess.Popen] = field(default_factory=list)
+    groups: list[subprocess.Popen] = field(default_factory=list)  # stopped as a whole group
     logs: list[IO[bytes]] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
         return f"http://{self.env['GUNICORN_BIND']}"
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], *, group: bool = False) -> None:
         log = (self.log_dir / f"{name}.log").open("wb")
         self.logs.append(log)
-        self.processes.append(
-            subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=group,
         )
+        self.processes.append(process)
+        if group:
+            self.groups.append(process)
 
     def start(self) -> None:
         python = sys.executable
@@ -167,7 +178,9 @@ class Server:
         # small machine the acknowledgement is the latency-critical path, and delivery is
         # asynchronous by design (it catches up when intake slows).
         if os.environ.get("BENCH_Q_WORKERS") != "0":  # 0: the ack path alone
-            self._spawn("workers", ["nice", "-n", "10", python, "manage.py", "qcluster"])
+            self._spawn(
+                "workers", ["nice", "-n", "10", python, "manage.py", "qcluster"], group=True
+            )
         deadline = time.monotonic() + 90
         while True:
             try:
@@ -187,6 +200,8 @@ class Server:
         return all(p.poll() is None for p in self.processes)
 
     def stop(self) -> None:
+        for process in self.groups:
+            cluster_stop(process, grace=20)
         for process in self.processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

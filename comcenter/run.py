@@ -10,6 +10,7 @@ workers did (delivery outcomes, end-to-end latency), and never values of an earl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -33,6 +34,47 @@ def child_environment(*, metrics_dir: str, port: str) -> dict[str, str]:
     return env
 
 
+def cluster_stop(cluster: subprocess.Popen, *, grace: float, patience: float = 2.0) -> None:
+    """Stop a `qcluster` started in its own process group, leaving no process behind.
+
+    First the graceful way: SIGTERM to django-q2's main process, which stops the cluster and
+    waits for each worker to finish its task. A task may loop for a minute (the delivery
+    ticker), so after `patience` seconds the cluster's worker processes get SIGTERM too and
+    end at once. (Never the main process and its sentinel at the same time as the workers:
+    a sentinel killed while it waits on the stop event leaves the main process blocked
+    forever in Event.set().) A worker ended mid-send is the crash the dispatcher is built for:
+    its lease runs out; at most one duplicate, which Message-ID / Idempotency-Key let the
+    receiver drop. Whatever is left after `grace` seconds is killed, group and all: a killed
+    main process must not leave orphaned workers dispatching on their own."""
+    with contextlib.suppress(ProcessLookupError):
+        cluster.send_signal(signal.SIGTERM)
+    try:
+        cluster.wait(timeout=patience)
+    except subprocess.TimeoutExpired:
+        for pid in _grandchildren(cluster.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            cluster.wait(timeout=max(0.0, grace - patience))
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(cluster.pid, signal.SIGKILL)
+    cluster.wait()
+
+
+def _grandchildren(pid: int) -> list[int]:
+    """The processes of `pid`'s group two or more levels below it (django-q2's workers,
+    monitor and pusher under its sentinel), read from /proc; none where there is no /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pid:  # its process group
+            parents[int(entry.name)] = int(fields[1])
+    return [p for p, parent in parents.items() if p != pid and parent != pid]
+
+
 def main() -> int:
     port = os.environ.get("PORT", "8000")
     python = sys.executable
@@ -44,9 +86,13 @@ def main() -> int:
         env=env,
     )
     # Workers at a lower CPU priority than the web server: on one machine the acknowledgement
-    # is the latency-critical path; delivery is asynchronous and catches up.
+    # is the latency-critical path; delivery is asynchronous and catches up. In a process
+    # group of their own, so that stopping reaches every process of the cluster.
     workers = subprocess.Popen(
-        ["nice", "-n", "10", python, "manage.py", "qcluster"], cwd=BASE_DIR, env=env
+        ["nice", "-n", "10", python, "manage.py", "qcluster"],
+        cwd=BASE_DIR,
+        env=env,
+        start_new_session=True,
     )
     children = [web, workers]
     stopping = False
@@ -64,16 +110,14 @@ def main() -> int:
     )
     while not stopping and all(child.poll() is None for child in children):
         time.sleep(0.2)
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+    if web.poll() is None:
+        web.send_signal(signal.SIGTERM)
+    cluster_stop(workers, grace=15)
+    try:
+        web.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        web.kill()
+        web.wait()
     shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0 if stopping else 1
 
