@@ -15,8 +15,10 @@ without one. A message is claimable when all of these hold:
   message included, so a dead message releases its key; or whose event produced no message
   in the lane); or its gap wait is over (`gap_until`, ORDERING_GAP_WAIT after the message
   entered its lane — not after the event's receipt, so that a backlog in the outbox cannot
-  use up the wait before the predecessor had a chance to arrive), in which case the claim's
-  lineage row records the gap.
+  use up the wait before the predecessor had a chance to arrive — and no event received
+  within ORDERING_GAP_WAIT of it is still in the outbox, so that a predecessor received in
+  time but not yet expanded still goes first), in which case the claim's lineage row records
+  the gap.
 
 Claim protocol, one transaction, the same ORM code on PostgreSQL and SQLite:
 1. SELECT the claimable heads of a channel in due order, LIMIT batch, FOR UPDATE OF the lane
@@ -87,6 +89,7 @@ from delivery.services import (
     messages_recover_expired_leases,
     suppressed_addresses,
 )
+from events.models import Event, OutboxState
 from flags.services import flag_is_on
 from templates.models import Category, Template
 from templates.rendering import Rendered, RenderError, render_version
@@ -98,6 +101,9 @@ log = logging.getLogger(__name__)
 # several socket operations, each bounded by the deadline.
 LEASE_MARGIN_CALLS = 3
 MAX_ERROR_LENGTH = 500
+# Full jitter may draw a delay of ~0: a provider that just failed is not asked again within
+# the same second (and the consumer's next pass, 0.2 s later, does not resend at once).
+RETRY_MIN_SECONDS = 1.0
 
 
 def call_timeout() -> float:
@@ -108,12 +114,12 @@ def call_timeout() -> float:
 
 def retry_delay(*, attempt: int, retry_after: float | None = None) -> float:
     """Seconds before retry number `attempt` + 1: exponential backoff with full jitter,
-    uniform in [0, min(cap, base * 2^(attempt-1))], never sooner than the provider's
-    Retry-After."""
+    uniform in [RETRY_MIN_SECONDS, min(cap, base * 2^(attempt-1))], never sooner than the
+    provider's Retry-After."""
     ceiling = min(
         settings.RETRY_CAP_SECONDS, settings.RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1)
     )
-    delay = random.uniform(0, ceiling)
+    delay = random.uniform(min(RETRY_MIN_SECONDS, ceiling), ceiling)
     if retry_after is not None and retry_after > delay:
         delay = retry_after
     return delay
@@ -156,11 +162,29 @@ def _heads(states: tuple[str, ...]) -> QuerySet[Message]:
     )
     in_order = Q(sequence__isnull=True) | Q(sequence__lte=F("lane__done_sequence") + 1)
     lane_free = Q(lane__busy_until__isnull=True) | Q(lane__busy_until__lt=Now())
+    gap_over = Q(gap_until__lte=Now())
+    watermark = _outbox_watermark()
+    if watermark is not None:
+        # A predecessor received within this message's gap wait may still be in the outbox
+        # (a backlog, an expansion transaction not yet committed): the wait is over only
+        # once every event received up to then has entered its lane.
+        gap_over &= Q(received_at__lt=watermark - timedelta(seconds=settings.ORDERING_GAP_WAIT))
     return (
         Message.objects.filter(lane_free, state__in=states, next_attempt_at__lte=Now())
-        .filter(in_order | Q(gap_until__lte=Now()))
+        .filter(in_order | gap_over)
         .filter(~Exists(earlier))
         .annotate(gap=Case(When(in_order, then=Value(False)), default=Value(True)))
+    )
+
+
+def _outbox_watermark() -> datetime | None:
+    """When the oldest event still waiting in the outbox was received (None: it is empty).
+    Events held outside the outbox (auth_pending) do not count."""
+    return (
+        Event.objects.filter(outbox_state=OutboxState.PENDING)
+        .order_by("id")
+        .values_list("received_at", flat=True)
+        .first()
     )
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from audit.models import AuditRecord
-from delivery.dispatcher import claim
+from delivery.dispatcher import claim, dispatch_due
 from delivery.models import Lane, Message, MessageState
 from delivery.services import messages_recover_expired_leases, outbox_consume
 from events.models import Event
@@ -182,3 +182,40 @@ def test_recovering_a_lost_claim_keeps_a_newer_claim_of_the_key_in_flight(email_
     assert Message.objects.get(pk=late.pk).state == "dispatching"
     assert Lane.objects.get(ordering_key="k").busy_until is not None
     assert claim(channel="email", limit=10, paused=False) == []
+
+
+def test_a_predecessor_still_in_the_outbox_goes_first_even_after_the_gap_wait(
+    email_only, accept, live, smtp_server, settings
+):
+    """The gap wait ends only when no event received within it is still in the outbox: a
+    predecessor received in time but not yet expanded (a backlog, an expansion transaction
+    not yet committed) is not overtaken."""
+    settings.ORDERING_GAP_WAIT = 10
+    accept(sequence=1, ordering_key="k")
+    third = accept(sequence=3, ordering_key="k")
+    run_pump()
+    Message.objects.filter(event=third).update(gap_until=timezone.now())  # its wait is over
+    accept(sequence=2, ordering_key="k")  # received in time; still in the outbox
+
+    dispatch_due(budget_seconds=5)  # dispatches without expanding the outbox
+    assert _subjects(smtp_server) == ["Seq 1"]
+
+    run_pump()
+    assert _subjects(smtp_server) == ["Seq 1", "Seq 2", "Seq 3"]
+
+
+def test_an_event_received_after_the_gap_wait_does_not_hold_the_key(
+    email_only, accept, live, smtp_server, settings
+):
+    settings.ORDERING_GAP_WAIT = 10
+    accept(sequence=1, ordering_key="k")
+    third = accept(sequence=3, ordering_key="k")
+    run_pump()
+    Message.objects.filter(event=third).update(gap_until=timezone.now())
+    late = accept(sequence=2, ordering_key="k")
+    received = Message.objects.get(event=third).received_at + timedelta(seconds=11)
+    Event.objects.filter(pk=late.pk).update(received_at=received)
+
+    dispatch_due(budget_seconds=5)
+
+    assert _subjects(smtp_server) == ["Seq 1", "Seq 3"]  # went ahead, the gap recorded
