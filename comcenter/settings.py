@@ -16,13 +16,16 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-# Under the test runner the developer's .env is ignored and a throwaway key is generated, so
-# tests see the documented defaults only.
+# The dotenv file: ENV_FILE names it (default `.env` here; empty: none). Under the test runner
+# the developer's .env is ignored, in every process a test starts too (they inherit
+# ENV_FILE=""), and a throwaway key is generated, so tests see the documented defaults only.
 TESTING = "pytest" in sys.modules
+if TESTING:
+    os.environ["ENV_FILE"] = ""
 env = environ.Env()
-_env_file = BASE_DIR / ".env"
-if _env_file.exists() and not TESTING:
-    environ.Env.read_env(str(_env_file), overwrite=False)
+_env_file_name = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
+if _env_file_name and Path(_env_file_name).exists():
+    environ.Env.read_env(_env_file_name, overwrite=False)
 
 
 def _int(name: str, default: int, *, minimum: int = 0) -> int:

@@ -16,6 +16,7 @@ def _check_deploy(**overrides: str) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", "/root"),
+        "ENV_FILE": "",  # a developer's .env (e.g. cookies without Secure) must not leak in
         "SECRET_KEY": secrets.token_urlsafe(50),
         "DEBUG": "false",
         "ALLOWED_HOSTS": "comcenter.example.org",
