@@ -91,14 +91,16 @@ def audit_row_digest(row: Mapping[str, Any], *, seq: int, prev_hash: str) -> str
     )
 
 
-def audit_seal(*, batch: int = 2000) -> int:
+def audit_seal(*, batch: int = 2000, limit: int | None = None) -> int:
     """Give unsealed rows their place in the hash chain; returns how many were sealed.
 
     Rows are chained in the order the sealer finds them (by id), not at insert time, so the
     intake never waits on a global lock. A row committed late with a lower id is simply
-    sealed in a later run. Runs as a periodic task; safe to run concurrently (one wins)."""
+    sealed in a later run. Runs from the delivery ticker (at most `limit` rows a pass, so the
+    work is spread evenly instead of a burst that saturated the machine once a minute) and as
+    a periodic task that seals whatever is left; safe to run concurrently (one at a time)."""
     sealed = 0
-    while True:
+    while limit is None or sealed < limit:
         with transaction.atomic():
             if connection.vendor == "postgresql":
                 with connection.cursor() as cursor:
@@ -121,7 +123,8 @@ def audit_seal(*, batch: int = 2000) -> int:
             _write_seals(seals)
         sealed += len(rows)
         if len(rows) < batch:
-            return sealed
+            break
+    return sealed
 
 
 def _write_seals(seals: list[tuple[int, int, str, str]]) -> None:

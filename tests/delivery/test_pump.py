@@ -134,3 +134,22 @@ def test_it_gathers_a_trickle_into_batches_but_not_a_backlog(
     run_pump()
     # Pass 1 is full (a backlog): no wait; pass 2 takes the last event: a full pass too.
     assert naps == []
+
+
+def test_every_ticker_pass_seals_a_share_of_the_lineage(
+    email_only, accept, shared_cache, monkeypatch
+):
+    """The ticker seals new lineage rows on every pass, a bounded share at a time (also while
+    a consumer run has the outbox), so the chain grows evenly instead of in a minute's burst."""
+    from audit.models import AuditRecord
+
+    monkeypatch.setattr(tasks, "SEAL_PER_PASS", 2)
+    accept()
+    accept()
+    cache.set(handoff.WAKE_KEY, 1)
+    unsealed = AuditRecord.objects.filter(seq=None).count()
+    assert unsealed >= 2
+
+    tasks.tick_pass(budget_seconds=5)
+
+    assert AuditRecord.objects.filter(seq=None).count() == unsealed - 2
