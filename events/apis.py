@@ -48,6 +48,7 @@ _ERROR_TEXT = {
     415: "Body is not application/json",
     422: "Unknown event type (the detail names the known ones)",
     429: "Throttled; see Retry-After",
+    503: "Identity provider unreachable and its queue of unverified events full; see Retry-After",
 }
 
 
@@ -216,7 +217,7 @@ class EventListCreateApi(APIView):
         responses={
             202: EventAcceptedSerializer,
             200: OpenApiResponse(EventAcceptedSerializer, "Duplicate of an earlier event"),
-            **_errors(400, 401, 403, 409, 413, 415, 422, 429),
+            **_errors(400, 401, 403, 409, 413, 415, 422, 429, 503),
         },
     )
     def post(self, request: Request) -> Response:

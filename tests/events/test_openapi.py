@@ -26,6 +26,7 @@ def test_it_publishes_the_status_codes_each_endpoint_answers(client, db):
         "415",
         "422",
         "429",
+        "503",  # receive-and-queue cap reached during an identity-provider outage
     }
     assert intake["security"] == [{"bearerAuth": []}]
     assert set(paths["/api/v1/events/{event_id}"]["get"]["responses"]) == {
