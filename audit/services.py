@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
@@ -72,23 +73,17 @@ CHAINED_FIELDS = (
 def audit_row_digest(row: Mapping[str, Any], *, seq: int, prev_hash: str) -> str:
     """The hash of one row (its CHAINED_FIELDS): every field an auditor relies on, plus its
     place in the chain."""
-    return sha256_hex(
-        canonical_json(
-            {
-                "id": row["id"],
-                "at": row["at"].isoformat(),
-                "kind": row["kind"],
-                "request_id": row["request_id"],
-                "event_uid": str(row["event_uid"]) if row["event_uid"] else None,
-                "message_uid": str(row["message_uid"]) if row["message_uid"] else None,
-                "recipient_id": row["recipient_id"],
-                "actor": row["actor"],
-                "data": row["data"],
-                "seq": seq,
-                "prev_hash": prev_hash,
-            }
-        )
-    )
+    chained = {name: audit_json_value(row[name]) for name in CHAINED_FIELDS}
+    return sha256_hex(canonical_json({**chained, "seq": seq, "prev_hash": prev_hash}))
+
+
+def audit_json_value(value: Any) -> Any:
+    """A lineage field as JSON has it: times in ISO 8601, ids as text."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
 
 
 def audit_seal(*, batch: int = 2000, limit: int | None = None) -> int:

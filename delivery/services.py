@@ -272,7 +272,11 @@ def route_ensure(
 # --- the outbox consumer ---------------------------------------------------------------------
 
 
-def outbox_expand(*, limit: int = 500) -> int:
+# Events an outbox_expand call turns into messages at most (one transaction).
+EXPAND_BATCH_SIZE = 500
+
+
+def outbox_expand(*, limit: int = EXPAND_BATCH_SIZE) -> int:
     """Turn pending outbox events into messages, oldest first; returns how many events were
     consumed (0 when the outbox is empty).
 

@@ -17,6 +17,7 @@ import uuid
 from audit.services import audit_seal
 from delivery.dispatcher import dispatch_due
 from delivery.services import (
+    EXPAND_BATCH_SIZE,
     messages_expire_due,
     messages_purge_dead,
     outbox_expand,
@@ -39,7 +40,6 @@ TICKER_LEASE = "delivery-ticker"
 # intake the outbox is never found empty: expanding until it is would starve the dispatcher
 # (messages pile up pending) and could outlast the task's timeout.
 EXPAND_BATCHES_PER_PASS = 2
-EXPAND_BATCH_SIZE = 500
 # After a pass that found work but no backlog, the consumer waits this long before the next,
 # so that what arrives meanwhile is taken in one batch: each batch costs a few queries
 # whatever its size, and a consumer spinning on a trickle of events spent most of its CPU

@@ -15,6 +15,15 @@ from events.models import Event
 from tests.delivery.conftest import run_pump
 
 
+def _seq_3_waiting_past_its_gap_wait(accept):
+    """Seq 1 sent, seq 3 waiting for seq 2 with its gap wait over; returns seq 3's event."""
+    accept(sequence=1, ordering_key="k")
+    third = accept(sequence=3, ordering_key="k")
+    run_pump()
+    Message.objects.filter(event=third).update(gap_until=timezone.now())
+    return third
+
+
 def _subjects(smtp_server):
     return [m.message["Subject"].split(":")[0] for m in smtp_server.messages]
 
@@ -82,10 +91,7 @@ def test_an_outbox_backlog_does_not_use_up_the_gap_wait(
 
 
 def test_it_sends_a_late_predecessor_without_waiting_again(email_only, accept, live, smtp_server):
-    accept(sequence=1, ordering_key="k")
-    third = accept(sequence=3, ordering_key="k")
-    run_pump()
-    Message.objects.filter(event=third).update(gap_until=timezone.now())
+    _seq_3_waiting_past_its_gap_wait(accept)
     run_pump()
 
     accept(sequence=2, ordering_key="k")
@@ -191,10 +197,7 @@ def test_a_predecessor_still_in_the_outbox_goes_first_even_after_the_gap_wait(
     predecessor received in time but not yet expanded (a backlog, an expansion transaction
     not yet committed) is not overtaken."""
     settings.ORDERING_GAP_WAIT = 10
-    accept(sequence=1, ordering_key="k")
-    third = accept(sequence=3, ordering_key="k")
-    run_pump()
-    Message.objects.filter(event=third).update(gap_until=timezone.now())  # its wait is over
+    _seq_3_waiting_past_its_gap_wait(accept)
     accept(sequence=2, ordering_key="k")  # received in time; still in the outbox
 
     dispatch_due(budget_seconds=5)  # dispatches without expanding the outbox
@@ -208,10 +211,7 @@ def test_an_event_received_after_the_gap_wait_does_not_hold_the_key(
     email_only, accept, live, smtp_server, settings
 ):
     settings.ORDERING_GAP_WAIT = 10
-    accept(sequence=1, ordering_key="k")
-    third = accept(sequence=3, ordering_key="k")
-    run_pump()
-    Message.objects.filter(event=third).update(gap_until=timezone.now())
+    third = _seq_3_waiting_past_its_gap_wait(accept)
     late = accept(sequence=2, ordering_key="k")
     received = Message.objects.get(event=third).received_at + timedelta(seconds=11)
     Event.objects.filter(pk=late.pk).update(received_at=received)

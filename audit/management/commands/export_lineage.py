@@ -15,21 +15,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
 from audit.models import AuditRecord
+from audit.services import CHAINED_FIELDS, audit_json_value
 
-COLUMNS = (
-    "id",
-    "seq",
-    "at",
-    "kind",
-    "request_id",
-    "event_uid",
-    "message_uid",
-    "recipient_id",
-    "actor",
-    "data",
-    "prev_hash",
-    "hash",
-)
+# The chained fields with the row's place in the chain: `seq` second, the hashes last.
+COLUMNS = (CHAINED_FIELDS[0], "seq", *CHAINED_FIELDS[1:], "prev_hash", "hash")
 
 
 def _when(value: str | None, name: str) -> datetime | None:
@@ -42,20 +31,11 @@ def _when(value: str | None, name: str) -> datetime | None:
 
 
 def _row(record: AuditRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "seq": record.seq,
-        "at": record.at.isoformat(),
-        "kind": record.kind,
-        "request_id": record.request_id,
-        "event_uid": str(record.event_uid) if record.event_uid else "",
-        "message_uid": str(record.message_uid) if record.message_uid else "",
-        "recipient_id": record.recipient_id,
-        "actor": record.actor,
-        "data": record.data,
-        "prev_hash": record.prev_hash,
-        "hash": record.hash,
-    }
+    row = {name: audit_json_value(getattr(record, name)) for name in COLUMNS}
+    # A CSV cell cannot say null: an absent event or message id is exported as "".
+    row["event_uid"] = row["event_uid"] or ""
+    row["message_uid"] = row["message_uid"] or ""
+    return row
 
 
 class Command(BaseCommand):
