@@ -23,8 +23,6 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
-    Counter,
-    Histogram,
     generate_latest,
     multiprocess,
 )
@@ -32,34 +30,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
-
-EVENTS = Counter(
-    "comcenter_events_total",
-    "Intake outcomes: accepted, duplicate, conflict, or rejected with a reason.",
-    ["outcome", "reason"],
-)
-AUTH_FAILURES = Counter(
-    "comcenter_auth_failures_total",
-    "Authentication failures by reason (expired, invalid_token, bad_signature, ...).",
-    ["reason"],
-)
-ACK_LATENCY = Histogram(
-    "comcenter_ack_latency_seconds",
-    "Time from request start to the intake's answer, for POST /api/v1/events.",
-    buckets=(0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.075, 0.12, 0.25, 0.5, 1.0, 2.5),
-)
-DELIVERIES = Counter(
-    "comcenter_deliveries_total",
-    "Delivery outcomes (terminal or retrying) by channel, provider and resulting state.",
-    ["channel", "provider", "state"],
-)
-E2E_LATENCY = Histogram(
-    "comcenter_e2e_latency_seconds",
-    "Time from the event's receipt to the provider accepting the message (or dry-run).",
-    ["channel"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
-)
-
 
 # --- scrape-time state ------------------------------------------------------------------
 

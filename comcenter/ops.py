@@ -18,9 +18,9 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 
-from comcenter.errors import json_error
 from comcenter.health import health_report
-from comcenter.latency import ack_latency_p95_ms
+from comcenter.lib.errors import json_error
+from comcenter.lib.latency import ack_latency_p95_ms
 from comcenter.metrics import metrics_exposition
 from comcenter.middleware import SECURITY_HEADER_NAMES, HeaderInspectingResponse
 

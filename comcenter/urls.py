@@ -21,7 +21,7 @@ urlpatterns = [
     path("metrics", ops.metrics, name="metrics"),
 ]
 
-handler400 = "comcenter.errors.handler400"
-handler403 = "comcenter.errors.handler403"
-handler404 = "comcenter.errors.handler404"
-handler500 = "comcenter.errors.handler500"
+handler400 = "comcenter.lib.errors.handler400"
+handler403 = "comcenter.lib.errors.handler403"
+handler404 = "comcenter.lib.errors.handler404"
+handler500 = "comcenter.lib.errors.handler500"

@@ -23,7 +23,7 @@ from django.db.models.functions import Now
 from audit.models import AuditRecord
 from audit.services import audit_append, audit_append_many, audit_build
 from comcenter.lib.bulk import is_postgres, rows_insert
-from comcenter.metrics import DELIVERIES, E2E_LATENCY
+from comcenter.lib.metrics import DELIVERIES, E2E_LATENCY
 from delivery.bulk import transition_pg
 from delivery.clock import db_now
 from delivery.models import (

@@ -20,9 +20,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from comcenter.errors import ApiError
-from comcenter.latency import ack_latency_record
-from comcenter.metrics import ACK_LATENCY, EVENTS
+from comcenter.lib.errors import ApiError
+from comcenter.lib.latency import ack_latency_record
+from comcenter.lib.metrics import ACK_LATENCY, EVENTS
 from events import services
 from events.auth import HasScope, issue_access_token, record_auth_failure
 from events.identity import Caller

@@ -40,7 +40,7 @@ class AuthFailed(exceptions.AuthenticationFailed):
 
 def record_auth_failure(reason: str) -> None:
     """Count an authentication failure by reason (metrics hook)."""
-    from comcenter.metrics import AUTH_FAILURES
+    from comcenter.lib.metrics import AUTH_FAILURES
 
     AUTH_FAILURES.labels(reason=reason).inc()
 

@@ -33,8 +33,8 @@ from django.conf import settings
 from jwt.utils import base64url_decode
 from rest_framework.exceptions import PermissionDenied
 
-from comcenter.errors import ApiError
-from comcenter.metrics import EVENTS
+from comcenter.lib.errors import ApiError
+from comcenter.lib.metrics import EVENTS
 from events.auth import AuthFailed, record_auth_failure
 from events.identity import Caller
 from events.jwks import MAX_KID_LENGTH, KeyStatus, SigningKey, key_source

@@ -22,8 +22,8 @@ from rest_framework import authentication, parsers, permissions
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from comcenter.errors import ApiError
-from comcenter.metrics import EVENTS
+from comcenter.lib.errors import ApiError
+from comcenter.lib.metrics import EVENTS
 from events.apis import accept_and_respond, parse_json_body, validate_event
 from events.auth import AuthFailed, HasScope, record_auth_failure
 from events.identity import Caller

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from comcenter.health import health_forget
-from comcenter.latency import ack_latency_forget
+from comcenter.lib.latency import ack_latency_forget
 from flags.services import flags_forget_cache
 
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from comcenter.latency import ack_latency_p95_ms, ack_latency_recent, backend
+from comcenter.lib.latency import ack_latency_p95_ms, ack_latency_recent, backend
 
 ROOT = Path(__file__).resolve().parents[2]
 
 RECORD = """
 import sys, django
 django.setup()
-from comcenter.latency import ack_latency_record
+from comcenter.lib.latency import ack_latency_record
 start, count = int(sys.argv[1]), int(sys.argv[2])
 for ms in range(start, start + count):
     ack_latency_record(ms / 1000)

@@ -26,7 +26,7 @@ def _working(request: HttpRequest) -> HttpResponse:
 
 
 urlpatterns = [path("working", _working), path("", include("comcenter.urls"))]
-handler404 = "comcenter.errors.handler404"
+handler404 = "comcenter.lib.errors.handler404"
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COUNT = """
 import sys, django
 django.setup()
-from comcenter.metrics import ACK_LATENCY, EVENTS
+from comcenter.lib.metrics import ACK_LATENCY, EVENTS
 EVENTS.labels(outcome="accepted", reason="").inc(int(sys.argv[1]))
 ACK_LATENCY.observe(0.004)
 """

@@ -27,8 +27,8 @@ def _explode(request: HttpRequest) -> HttpResponse:
 
 
 urlpatterns = [path("explode", _explode), path("", include("comcenter.urls"))]
-handler404 = "comcenter.errors.handler404"
-handler500 = "comcenter.errors.handler500"
+handler404 = "comcenter.lib.errors.handler404"
+handler500 = "comcenter.lib.errors.handler500"
 
 
 def _assert_headers(response: HttpResponse, *, https: bool) -> None:
