@@ -71,7 +71,7 @@ def test_it_keeps_only_the_newest_window(settings, shared_store: dict[str, str])
 def test_a_process_pushes_its_samples_in_batches(monkeypatch) -> None:
     """One Redis round trip per FLUSH_SECONDS per process, not one per acknowledgement; a
     flush (a read, the process's exit) pushes the rest, in the order they were recorded."""
-    from comcenter import latency
+    from comcenter.lib import latency
 
     pushed: list[list[float]] = []
     monkeypatch.setattr(latency._RedisBuffer, "_push", staticmethod(lambda _, b: pushed.append(b)))
