@@ -12,8 +12,8 @@ from typing import Any
 from django.db import connection, transaction
 
 from audit.models import AuditRecord
-from comcenter.lib.bulk import rows_insert
 from comcenter.lib.context import get_request_id
+from comcenter.lib.db import rows_insert
 from comcenter.lib.hashing import canonical_json, sha256_hex
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
-import json
 import logging
 import secrets
 import time
@@ -14,7 +14,9 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.db.models.functions import Now
 
+from audit.models import AuditRecord
 from audit.services import audit_append, audit_append_many, audit_build
+from comcenter.lib.db import column, insert_row_params, insert_row_sql, is_postgres
 from comcenter.lib.hashing import json_hash, sha256_hex
 from events.auth import forget_account
 from events.handoff import outbox_wake
@@ -207,7 +209,7 @@ def event_accept(
         outbox_state=OutboxState.HELD if auth_pending else OutboxState.PENDING,
     )
     lineage = {"event_type": event.event_type, "status": status, "sequence": event.sequence}
-    if connection.vendor == "postgresql":
+    if is_postgres():
         inserted = _insert_with_lineage_pg(event, lineage)
     else:
         inserted = _insert_with_lineage(event, lineage)
@@ -232,19 +234,23 @@ def event_accept(
     return AcceptResult(event=existing, duplicate=True)
 
 
+def _received_record(event: Event, lineage: dict[str, Any]) -> AuditRecord:
+    return audit_build(
+        kind="event.received",
+        request_id=event.request_id,
+        event_uid=event.uid,
+        recipient_id=event.recipient_id,
+        actor=event.caller,
+        data=lineage,
+    )
+
+
 def _insert_with_lineage(event: Event, lineage: dict[str, Any]) -> bool:
     """The portable path: one transaction, the unique index decides between duplicates."""
     try:
         with transaction.atomic():
             event.save(force_insert=True)
-            audit_append(
-                kind="event.received",
-                request_id=event.request_id,
-                event_uid=event.uid,
-                recipient_id=event.recipient_id,
-                actor=event.caller,
-                data=lineage,
-            )
+            _received_record(event, lineage).save(force_insert=True)
     except IntegrityError:
         if not Event.objects.filter(
             caller=event.caller, idempotency_key=event.idempotency_key
@@ -258,61 +264,33 @@ def _insert_with_lineage(event: Event, lineage: dict[str, Any]) -> bool:
 # ON CONFLICT lets the unique index decide between concurrent duplicates (a loser waits for
 # the winner's commit, then inserts nothing). On a 2-core machine the ack path's cost was
 # mostly round trips (BEGIN, INSERT, INSERT, COMMIT), each waiting for PostgreSQL's turn.
-_INSERT_PG = """
-WITH ev AS (
-    INSERT INTO events_event (
-        uid, caller, event_type, idempotency_key, payload_hash, ordering_key, sequence,
-        recipient_id, recipient, data, occurred_at, expires_at, request_id, status,
-        status_reason, pending_token, outbox_state
-    ) VALUES (
-        %s::uuid, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::timestamptz,
-        %s::timestamptz, %s, %s, '', %s, %s
+# Built from the models' metadata, so a new field of either model is in it.
+@functools.cache
+def _insert_pg_sql() -> str:
+    key = ", ".join(column(Event, name)[0] for name in ("caller", "idempotency_key"))
+    returned = ", ".join(column(Event, f.name)[0] for f in _returned_fields())
+    return (
+        f"WITH ev AS ({insert_row_sql(Event, 'e')} "  # noqa: S608 -- identifiers from _meta
+        f"ON CONFLICT ({key}) DO NOTHING RETURNING {returned}), "
+        f"lineage AS ({insert_row_sql(AuditRecord, 'l')} CROSS JOIN ev) "
+        f"SELECT {returned} FROM ev"
     )
-    ON CONFLICT (caller, idempotency_key) DO NOTHING
-    RETURNING id, received_at
-), lineage AS (
-    INSERT INTO audit_auditrecord (
-        kind, request_id, event_uid, message_uid, recipient_id, actor, data, prev_hash, hash
-    )
-    SELECT 'event.received', %s, %s::uuid, NULL, %s, %s, %s::jsonb, '', '' FROM ev
-)
-SELECT id, received_at FROM ev
-"""
+
+
+def _returned_fields() -> list[Any]:
+    """What the database fills in: the primary key and the columns with a database default."""
+    return [f for f in Event._meta.concrete_fields if f.primary_key or f.has_db_default()]
 
 
 def _insert_with_lineage_pg(event: Event, lineage: dict[str, Any]) -> bool:
-    uid = str(event.uid)
+    record = _received_record(event, lineage)
     with connection.cursor() as cursor:
-        cursor.execute(
-            _INSERT_PG,
-            [
-                uid,
-                event.caller,
-                event.event_type,
-                event.idempotency_key,
-                event.payload_hash,
-                event.ordering_key,
-                event.sequence,
-                event.recipient_id,
-                json.dumps(event.recipient),
-                json.dumps(event.data),
-                event.occurred_at,
-                event.expires_at,
-                event.request_id,
-                event.status,
-                event.pending_token,
-                event.outbox_state,
-                event.request_id,
-                uid,
-                event.recipient_id,
-                event.caller,
-                json.dumps(lineage),
-            ],
-        )
+        cursor.execute(_insert_pg_sql(), insert_row_params(event) + insert_row_params(record))
         row = cursor.fetchone()
     if row is None:
         return False
-    event.id, event.received_at = row
+    for field, value in zip(_returned_fields(), row, strict=True):
+        setattr(event, field.attname, value)
     event._state.adding = False
     event._state.db = "default"
     return True
