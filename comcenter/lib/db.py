@@ -3,7 +3,7 @@ metadata, reads the database clock and sets up each connection.
 
 SQL written here and in the PostgreSQL writers names no table or column literally: every
 identifier comes from a model's `_meta`, so a new field cannot silently miss a statement
-(tests/ops/test_db_seam.py checks it)."""
+(tests/delivery/test_parity.py compares them with the ORM)."""
 
 from __future__ import annotations
 
