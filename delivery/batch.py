@@ -191,11 +191,11 @@ class Batch:
             if self.session is None:
                 self.session = self.provider.open(timeout=self.timeout)
             sent = self.session.send(outbound)
-        except ProviderError as error:
-            if not error.permanent:
+        except ProviderError as exc:
+            if not exc.permanent:
                 # The session may be broken (a 421 closes the channel); a fresh one is cheap.
                 self._drop_session()
-            self._failed(message, error, number, started, rendered, version_id)
+            self._failed(message, exc, number, started, rendered, version_id)
             return
         except Exception as exc:  # a provider bug must not leave the batch dispatching
             log.exception("provider raised an unexpected error", extra=_log_extra(message))

@@ -37,6 +37,12 @@ def _prepare(field: models.Field[Any, Any], value: Any) -> Any:
     return value
 
 
+def column_of(field: models.Field[Any, Any]) -> str:
+    """A concrete field's column (the stubs allow None, which only non-concrete fields have)."""
+    assert field.column is not None
+    return field.column
+
+
 def insert_fields(model: type[models.Model]) -> list[models.Field[Any, Any]]:
     """The columns an insert names: not the primary key, not those with a database default
     (timestamps then come from the database clock)."""
@@ -51,7 +57,7 @@ def rows_insert(model: type[models.Model], objs: Sequence[models.Model]) -> None
         model._default_manager.bulk_create(objs, batch_size=500)
         return
     fields = insert_fields(model)
-    columns = ", ".join(quote(f.column) for f in fields)
+    columns = ", ".join(quote(column_of(f)) for f in fields)
     with connection.cursor() as cursor:  # noqa: SIM117 -- COPY needs the driver's cursor
         with cursor.cursor.copy(
             f"COPY {quote(model._meta.db_table)} ({columns}) FROM STDIN"
@@ -76,7 +82,7 @@ def column(model: type[models.Model], name: str) -> tuple[str, str, bool]:
     over-long value, as it does for the ORM."""
     field = _field(model, name)
     sql_type = _LENGTH.sub("", field.db_type(connection) or "")
-    return quote(field.column), sql_type, isinstance(field, models.JSONField)
+    return quote(column_of(field)), sql_type, isinstance(field, models.JSONField)
 
 
 def rows_source(model: type[models.Model], alias: str, names: Sequence[str], many: bool) -> str:
@@ -146,7 +152,7 @@ def _assignments_cached(
             )
         else:
             sql, sql_params = "%s", [field.get_db_prep_save(value, connection)]
-        sets.append(f"{quote(field.column)} = {sql}")
+        sets.append(f"{quote(column_of(field))} = {sql}")
         params.extend(sql_params)
     return ", ".join(sets), tuple(params)
 
