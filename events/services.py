@@ -77,8 +77,12 @@ def event_accept(
     """Store a validated event and its outbox entry in one transaction.
 
     `payload` is the validated body (without the idempotency key). Idempotency is decided by
-    the unique index on (caller, idempotency_key): of concurrent duplicates exactly one insert
-    commits; the others fail on the index, then read the winner and compare payload hashes."""
+    the unique index on (caller, idempotency_key) of accepted events: of concurrent duplicates
+    exactly one insert commits; the others fail on the index, then read the winner and compare
+    payload hashes. An auth_pending event takes no key (anyone can claim any subject while
+    tokens cannot be verified): it is always stored, and its verification settles the key
+    (event_release_verified). An accepted event whose ordering key has an auth_pending event
+    waits behind it (outbox held), so verification does not reorder the key."""
     # Timestamps as canonical ISO text, so the payload hash does not depend on how the
     # caller formatted them (and datetimes from any caller hash at all).
     payload = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in payload.items()}
@@ -108,12 +112,14 @@ def event_accept(
     else:
         inserted = _insert_with_lineage(event, lineage)
     if inserted:
-        if not auth_pending:
+        if event.outbox_state == OutboxState.PENDING:
             # Immediately in autocommit (the statement above committed); after the
             # enclosing transaction when there is one.
             transaction.on_commit(outbox_wake)
         return AcceptResult(event=event, duplicate=False)
-    existing = Event.objects.filter(caller=caller, idempotency_key=idempotency_key).first()
+    existing = Event.objects.filter(
+        caller=caller, idempotency_key=idempotency_key, status=EventStatus.ACCEPTED
+    ).first()
     if existing is None:  # the winner rolled back meanwhile: try again
         return event_accept(
             caller=caller,
@@ -132,6 +138,8 @@ def _insert_with_lineage(event: Event, lineage: dict[str, Any]) -> bool:
     """The portable path: one transaction, the unique index decides between duplicates."""
     try:
         with transaction.atomic():
+            if event.outbox_state == OutboxState.PENDING and _behind_auth_pending(event):
+                event.outbox_state = OutboxState.HELD
             event.save(force_insert=True)
             audit_append(
                 kind="event.received",
@@ -143,17 +151,25 @@ def _insert_with_lineage(event: Event, lineage: dict[str, Any]) -> bool:
             )
     except IntegrityError:
         if not Event.objects.filter(
-            caller=event.caller, idempotency_key=event.idempotency_key
+            caller=event.caller, idempotency_key=event.idempotency_key, status=EventStatus.ACCEPTED
         ).exists():
             raise  # not a key collision: a real integrity problem
         return False
     return True
 
 
+def _behind_auth_pending(event: Event) -> bool:
+    return Event.objects.filter(
+        status=EventStatus.AUTH_PENDING, ordering_key=event.ordering_key
+    ).exists()
+
+
 # The event and its lineage row in one statement: one round trip, atomic by itself, and
 # ON CONFLICT lets the unique index decide between concurrent duplicates (a loser waits for
 # the winner's commit, then inserts nothing). On a 2-core machine the ack path's cost was
 # mostly round trips (BEGIN, INSERT, INSERT, COMMIT), each waiting for PostgreSQL's turn.
+# The outbox state is decided in the same statement: an accepted event whose ordering key has
+# an auth_pending event is held behind it (a partial index answers that; usually empty).
 _INSERT_PG = """
 WITH ev AS (
     INSERT INTO events_event (
@@ -162,17 +178,20 @@ WITH ev AS (
         status_reason, pending_token, outbox_state
     ) VALUES (
         %s::uuid, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::timestamptz,
-        %s::timestamptz, %s, %s, '', %s, %s
+        %s::timestamptz, %s, %s, '', %s,
+        CASE WHEN %s = 'pending' AND EXISTS (
+            SELECT 1 FROM events_event p WHERE p.status = 'auth_pending' AND p.ordering_key = %s
+        ) THEN 'held' ELSE %s END
     )
-    ON CONFLICT (caller, idempotency_key) DO NOTHING
-    RETURNING id, received_at
+    ON CONFLICT (caller, idempotency_key) WHERE status = 'accepted' DO NOTHING
+    RETURNING id, received_at, outbox_state
 ), lineage AS (
     INSERT INTO audit_auditrecord (
         kind, request_id, event_uid, message_uid, recipient_id, actor, data, prev_hash, hash
     )
     SELECT 'event.received', %s, %s::uuid, NULL, %s, %s, %s::jsonb, '', '' FROM ev
 )
-SELECT id, received_at FROM ev
+SELECT id, received_at, outbox_state FROM ev
 """
 
 
@@ -198,6 +217,8 @@ def _insert_with_lineage_pg(event: Event, lineage: dict[str, Any]) -> bool:
                 event.status,
                 event.pending_token,
                 event.outbox_state,
+                event.ordering_key,
+                event.outbox_state,
                 event.request_id,
                 uid,
                 event.recipient_id,
@@ -208,28 +229,81 @@ def _insert_with_lineage_pg(event: Event, lineage: dict[str, Any]) -> bool:
         row = cursor.fetchone()
     if row is None:
         return False
-    event.id, event.received_at = row
+    event.id, event.received_at, event.outbox_state = row
     event._state.adding = False
     event._state.db = "default"
     return True
 
 
-def event_release_verified(*, event: Event, actor: str) -> bool:
-    """An auth_pending event whose token verified: accept it and hand it to the outbox."""
-    with transaction.atomic():
-        updated = Event.objects.filter(pk=event.pk, status=EventStatus.AUTH_PENDING).update(
+def event_release_verified(*, event: Event, actor: str) -> str:
+    """An auth_pending event whose token verified: accept it and hand it to the outbox.
+
+    Its idempotency key is settled only now. When an accepted event of the caller already
+    holds the key (the caller retried once the identity provider was back), this one is its
+    duplicate and is rejected as such (never delivered twice), or, with another payload, an
+    idempotency conflict. Returns "released", "duplicate", "conflict", or "" when another
+    verifier settled the event first."""
+    try:
+        with transaction.atomic():
+            holder = _key_holder(event)
+            if holder is None:
+                updated = Event.objects.filter(pk=event.pk, status=EventStatus.AUTH_PENDING).update(
+                    status=EventStatus.ACCEPTED,
+                    outbox_state=OutboxState.PENDING,
+                    pending_token="",
+                    status_reason="verified after identity provider recovered",
+                )
+                if updated:
+                    audit_append(
+                        kind="event.verified",
+                        request_id=event.request_id,
+                        event_uid=event.uid,
+                        recipient_id=event.recipient_id,
+                        actor=actor,
+                    )
+                    transaction.on_commit(outbox_wake)
+                return "released" if updated else ""
+    except IntegrityError:
+        # An accepted event of the key committed between the check and the update.
+        holder = _key_holder(event)
+        if holder is None:
+            raise
+    if holder.payload_hash == event.payload_hash:
+        outcome, reason = "duplicate", f"duplicate: the key is held by accepted event {holder.uid}"
+    else:
+        outcome = "conflict"
+        reason = f"idempotency_conflict: accepted event {holder.uid} holds the key"
+    return outcome if event_reject_pending(event=event, reason=reason, actor=actor) else ""
+
+
+def _key_holder(event: Event) -> Event | None:
+    """The accepted event holding `event`'s idempotency key, if any."""
+    return (
+        Event.objects.filter(
+            caller=event.caller,
+            idempotency_key=event.idempotency_key,
             status=EventStatus.ACCEPTED,
-            outbox_state=OutboxState.PENDING,
-            pending_token="",
-            status_reason="verified after identity provider recovered",
         )
+        .exclude(pk=event.pk)
+        .first()
+    )
+
+
+def event_release_held(*, event: Event, actor: str) -> bool:
+    """An accepted event that waited behind an auth_pending event of its ordering key, now
+    settled: hand it to the outbox (after that event, so the key keeps its receipt order)."""
+    with transaction.atomic():
+        updated = Event.objects.filter(
+            pk=event.pk, status=EventStatus.ACCEPTED, outbox_state=OutboxState.HELD
+        ).update(outbox_state=OutboxState.PENDING)
         if updated:
             audit_append(
-                kind="event.verified",
+                kind="event.released",
                 request_id=event.request_id,
                 event_uid=event.uid,
                 recipient_id=event.recipient_id,
                 actor=actor,
+                data={"reason": "no earlier auth_pending event of its ordering key"},
             )
             transaction.on_commit(outbox_wake)
     return bool(updated)
