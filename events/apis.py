@@ -37,6 +37,7 @@ from events.serializers import (
     find_unstorable,
 )
 from events.throttles import IntakeThrottle, TokenThrottle
+from flags.services import flag_is_on
 
 _ERROR_TEXT = {
     400: "Malformed JSON or invalid fields (field-level detail)",
@@ -48,8 +49,13 @@ _ERROR_TEXT = {
     415: "Body is not application/json",
     422: "Unknown event type (the detail names the known ones)",
     429: "Throttled; see Retry-After",
-    503: "Identity provider unreachable and its queue of unverified events full; see Retry-After",
+    503: "intake_paused (INTAKE_PAUSED is on: nothing is stored), or the identity provider "
+    "unreachable and its queue of unverified events full; see Retry-After",
 }
+
+# How long a client is asked to wait while INTAKE_PAUSED is on: an operator or the guard
+# decides when it lifts, so this is a polite polling interval, not a promise.
+INTAKE_PAUSED_RETRY_AFTER_SECONDS = 30
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
@@ -59,6 +65,19 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
 def _reject(status_code: int, code: str, detail: Any, reason: str | None = None) -> ApiError:
     EVENTS.labels(outcome="rejected", reason=reason or code).inc()
     return ApiError(status_code, code, detail)
+
+
+def refuse_if_intake_paused() -> None:
+    """503 `intake_paused` while the flag is on, before authentication and parsing, so a
+    paused intake stores nothing and costs no more than the cached flag read."""
+    if flag_is_on("INTAKE_PAUSED"):
+        EVENTS.labels(outcome="rejected", reason="intake_paused").inc()
+        raise ApiError(
+            503,
+            "intake_paused",
+            "Intake is paused (INTAKE_PAUSED); nothing was stored. Retry later.",
+            headers={"Retry-After": str(INTAKE_PAUSED_RETRY_AFTER_SECONDS)},
+        )
 
 
 def _reject_constant(name: str) -> float:
@@ -205,6 +224,10 @@ class EventListCreateApi(APIView):
     required_scope = "events:write"
     throttle_classes = [IntakeThrottle]
     parser_classes: list[type[parsers.BaseParser]] = []
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        refuse_if_intake_paused()
+        super().initial(request, *args, **kwargs)
 
     @extend_schema(
         operation_id="events_create",

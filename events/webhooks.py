@@ -24,7 +24,12 @@ from rest_framework.views import APIView
 
 from comcenter.lib.errors import ApiError
 from comcenter.lib.metrics import EVENTS
-from events.apis import accept_and_respond, parse_json_body, validate_event
+from events.apis import (
+    accept_and_respond,
+    parse_json_body,
+    refuse_if_intake_paused,
+    validate_event,
+)
 from events.auth import AuthFailed, HasScope, record_auth_failure
 from events.identity import Caller
 from events.serializers import ErrorSerializer, EventAcceptedSerializer, EventInSerializer
@@ -144,6 +149,10 @@ class WebhookApi(APIView):
     throttle_classes = [WebhookThrottle]
     parser_classes: list[type[parsers.BaseParser]] = []
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        refuse_if_intake_paused()
+        super().initial(request, *args, **kwargs)
+
     @extend_schema(
         operation_id="webhooks_create",
         summary="Submit an event signed per Standard Webhooks",
@@ -175,6 +184,10 @@ class WebhookApi(APIView):
             415: OpenApiResponse(ErrorSerializer, "Body not application/json"),
             422: OpenApiResponse(ErrorSerializer, "Unknown event type"),
             429: OpenApiResponse(ErrorSerializer, "Throttled (per source); see Retry-After"),
+            503: OpenApiResponse(
+                ErrorSerializer,
+                "intake_paused: INTAKE_PAUSED is on, nothing is stored; see Retry-After",
+            ),
         },
     )
     def post(self, request: Request, source: str) -> Response:

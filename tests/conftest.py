@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -13,9 +13,18 @@ from rest_framework.test import APIClient
 from events.auth import issue_access_token
 from events.services import event_type_ensure, service_account_create
 from flags.services import flags_forget_cache
+from guard.measurements import measurements_discard
 
 # Real loopback servers for the network edge: smtp_server, sms_gateway.
 pytest_plugins = ["tests.support.fixtures"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_counts_at_exit() -> Iterator[None]:
+    # The guard's measurements are buffered per process and written at exit; the test
+    # database is gone by then, so the last test's counts are dropped instead.
+    yield
+    measurements_discard()
 
 
 @pytest.fixture(autouse=True)
