@@ -415,9 +415,9 @@ GUARD_BUCKET_SECONDS = _int("GUARD_BUCKET_SECONDS", 10, minimum=1)
 GUARD_FLUSH_SECONDS = _float("GUARD_FLUSH_SECONDS", 1.0)
 # Fine buckets are kept this long (the longest trigger window plus its baseline); hourly
 # ones, which the SLO report reads, SLO_RETENTION_DAYS.
-GUARD_FINE_RETENTION_SECONDS = max(
-    GUARD_WINDOW_SECONDS, GUARD_QUEUE_WINDOW_SECONDS + GUARD_QUEUE_BASELINE_SECONDS
-) + 600
+GUARD_FINE_RETENTION_SECONDS = (
+    max(GUARD_WINDOW_SECONDS, GUARD_QUEUE_WINDOW_SECONDS + GUARD_QUEUE_BASELINE_SECONDS) + 600
+)
 SLO_RETENTION_DAYS = _int("SLO_RETENTION_DAYS", 90, minimum=1)
 
 # --- i18n, static -----------------------------------------------------------------------

@@ -44,7 +44,11 @@ def incident_open(*, reading: Reading) -> Incident | None:
         with transaction.atomic():
             if Incident.objects.filter(trigger=reading.trigger, state=IncidentState.OPEN).exists():
                 return None
-            was_on = _flag_effective(reading.flag)
+            # Another open incident may have raised this flag already: what counts is the
+            # value before the guard, so that resolving the last of them lowers it.
+            holder = Incident.objects.filter(flag=reading.flag, state=IncidentState.OPEN).first()
+            effective = _flag_effective(reading.flag)
+            was_on = holder.flag_was_on if holder is not None else effective
             incident = Incident.objects.create(
                 trigger=reading.trigger,
                 measured=reading.value if reading.value is not None else 0.0,
@@ -55,7 +59,7 @@ def incident_open(*, reading: Reading) -> Incident | None:
                 flag_was_on=was_on,
                 detail=reading.detail[:500],
             )
-            if not was_on:
+            if not effective:
                 flag_set(
                     name=reading.flag,
                     value=True,
