@@ -13,10 +13,7 @@ from flags.services import flags_forget_cache
 from guard.measurements import measurements_forget
 
 
-@pytest.fixture
-def store(db: Any, settings: Any) -> Iterator[None]:
-    """The shared store (Redis when configured, else the database), empty; every answer is
-    flushed at once so a test reads exactly what it sent."""
+def _fresh_store(settings: Any) -> Iterator[None]:
     settings.GUARD_FLUSH_SECONDS = 0.0
     settings.GUARD_BUCKET_SECONDS = 1
     settings.GUARD_WINDOW_SECONDS = 60
@@ -26,3 +23,16 @@ def store(db: Any, settings: Any) -> Iterator[None]:
     flags_forget_cache()
     yield
     measurements_forget()
+
+
+@pytest.fixture
+def store(db: Any, settings: Any) -> Iterator[None]:
+    """The shared store (Redis when configured, else the database), empty; every answer is
+    flushed at once so a test reads exactly what it sent."""
+    yield from _fresh_store(settings)
+
+
+@pytest.fixture
+def live_store(transactional_db: Any, settings: Any) -> Iterator[None]:
+    """The same, with committed rows, for tests whose web servers are other processes."""
+    yield from _fresh_store(settings)
