@@ -245,21 +245,21 @@ class EvidenceRun:
             raise _Fail(f"event {event_id}: {exc.message}") from None
         return list(data.get("messages") or [])
 
-    def _wait_states(self, event_id: str, wanted: set[str]) -> list[dict[str, Any]]:
-        """The event's messages once every one is in `wanted`; _Fail if one lands elsewhere
-        in a final state, or on the deadline."""
+    def _wait_states(self, event_id: str, allowed: set[str], needed: str) -> list[dict[str, Any]]:
+        """The event's messages once each is in `allowed` and one is `needed`; _Fail if one
+        is sent, or on the deadline."""
         deadline = time.monotonic() + self.wait_seconds
         while True:
             messages = self._messages(event_id)
             states = {m["state"] for m in messages}
-            if messages and states <= wanted:
+            if needed in states and states <= allowed:
                 return messages
             if "sent" in states:
                 raise _Fail(f"event {event_id}: a message was SENT (states {sorted(states)})")
             if time.monotonic() > deadline:
                 raise _Fail(
                     f"event {event_id}: messages {sorted(states) or 'none'} after "
-                    f"{self.wait_seconds:g} s, {sorted(wanted)} expected"
+                    f"{self.wait_seconds:g} s, {needed} expected"
                 )
             time.sleep(_POLL_SECONDS)
 
@@ -270,7 +270,7 @@ class EvidenceRun:
         found = []
         for event_type in SYNTHETIC_TYPES:
             event_id = self._post_event(event_type, f"evidence-{self.run_id}-{event_type}")
-            messages = self._wait_states(event_id, {"dry_run"})
+            messages = self._wait_states(event_id, {"dry_run"}, "dry_run")
             channels = ",".join(sorted(m["channel"] for m in messages))
             found.append(f"{event_type}: {len(messages)} dry_run ({channels})")
         return GREEN, "; ".join(found) + "; nothing sent"
@@ -309,7 +309,9 @@ class EvidenceRun:
         started = time.monotonic()
         try:
             event_id = self._post_event("new_match", f"evidence-{self.run_id}-paused")
-            self._wait_states(event_id, {"held"})
+            # Held at the gate; a later message of the same recipient waits behind it
+            # (per-key order), still pending: both show that nothing is dispatched.
+            self._wait_states(event_id, {"held", "pending"}, "held")
             seen_on = time.monotonic() - started
         finally:
             flag_set(
@@ -320,7 +322,7 @@ class EvidenceRun:
                 source=FlagSource.COMMAND,
             )
         lifted = time.monotonic()
-        self._wait_states(event_id, {"dry_run"})
+        self._wait_states(event_id, {"dry_run"}, "dry_run")
         seen_off = time.monotonic() - lifted
         return GREEN, (
             f"dry run confirmed; DISPATCH_PAUSED on seen as held after {seen_on:.1f} s, "

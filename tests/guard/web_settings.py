@@ -9,4 +9,10 @@ from comcenter.settings import MIDDLEWARE
 ROOT_URLCONF = "tests.guard.web_urls"
 # Inside the measurement middleware, so the delay is part of the measured ack.
 _AT = MIDDLEWARE.index("guard.middleware.MeasurementMiddleware") + 1
-MIDDLEWARE = [*MIDDLEWARE[:_AT], "tests.guard.web_urls.AckDelayMiddleware", *MIDDLEWARE[_AT:]]
+# Outside the security headers, so it can take one away again.
+MIDDLEWARE = [
+    *MIDDLEWARE[:_AT],
+    "tests.guard.web_urls.HeaderDropMiddleware",
+    "tests.guard.web_urls.AckDelayMiddleware",
+    *MIDDLEWARE[_AT:],
+]
