@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "audit",
     "flags",
     "templates",
+    "identity",
     "events",
     "delivery",
     "guard",
@@ -237,7 +238,7 @@ SIMPLE_JWT = {
 }
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["events.auth.BearerAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["identity.auth.BearerAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -493,12 +494,13 @@ EVENT_MESSAGES_SELECTOR = "delivery.selectors.messages_for_event"
 PERIODIC_TASKS = [
     ("outbox-sweep", "events.handoff.outbox_sweep", 1),
     ("audit-seal", "audit.services.audit_seal", 1),
-    ("jwks-refresh", "events.jwks.jwks_refresh", 1),
+    ("jwks-refresh", "identity.jwks.jwks_refresh", 1),
     ("auth-pending-verify", "events.pending.pending_verify", 1),
     # Wakes due retries, gap waits, held messages and expired leases (loops ~1 min).
     ("delivery-ticker", "delivery.tasks.tick", 1),
     ("delivery-dlq-purge", "delivery.tasks.purge_dead", 60),
-    # The automatic guard of SPEC §8 (loops ~1 min, evaluating every GUARD_INTERVAL_SECONDS).
+    # The automatic guard of SPEC §8, once a minute here; TICKER_HOOKS runs it every
+    # GUARD_INTERVAL_SECONDS.
     ("guard", "guard.tasks.guard_tick", 1),
 ]
 # Called by the delivery ticker after each of its passes (every ~0.25 s), by dotted path so

@@ -197,7 +197,7 @@ def guard_run_if_due() -> dict[str, Any] | None:
     The lease is taken for most of an interval under a fresh holder and never released, so
     whichever node's ticker or periodic task gets there first runs it and every other node
     skips until it expires: one run per interval, on one node at a time."""
-    from delivery.services import worker_lease_take
+    from delivery.leases import worker_lease_take
 
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     seconds = settings.GUARD_INTERVAL_SECONDS * 0.9

@@ -21,9 +21,9 @@ from django.core.management import call_command
 from jwt.algorithms import RSAAlgorithm
 
 from comcenter.schedules import sync_schedules
-from events.services import service_account_create
 from flags.models import FlagChange
 from flags.services import flag_is_on, flags_forget_cache
+from identity.services import service_account_create
 from tests.guard.test_guard_live import _database_url, _free_port
 from tests.support.http_stub import HttpStub, StubAnswer
 

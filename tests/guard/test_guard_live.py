@@ -208,7 +208,7 @@ def test_it_pauses_intake_on_jwt_failures_and_stores_nothing(
 def test_it_trips_on_queue_depth_with_dispatch_held(
     web: dict[str, Any], alice_live: Actor, settings: Any
 ) -> None:
-    from delivery.services import outbox_expand
+    from delivery.outbox import outbox_expand
 
     settings.GUARD_INTERVAL_SECONDS = 0.5
     settings.GUARD_QUEUE_WINDOW_SECONDS = 2
