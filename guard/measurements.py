@@ -161,7 +161,7 @@ def _database_write(counts: Counts) -> None:
     # One statement for the whole buffer; ON CONFLICT … DO UPDATE is the same SQL on
     # PostgreSQL and SQLite (>= 3.24), and adds atomically however many processes write.
     rows = ", ".join(["(%s, %s, %s, %s)"] * len(counts))
-    params: list[object] = []
+    params: list[int | str] = []
     for (resolution, bucket, name), amount in sorted(counts.items()):
         params.extend((resolution, bucket, name, amount))
     with connection.cursor() as cursor:

@@ -28,7 +28,7 @@ from django.conf import settings
 from guard.measurements import ack_percentile, measurements_read, measurements_sum
 from guard.models import Trigger
 
-ACTIONS = {
+ACTIONS: dict[str, str] = {
     Trigger.ERRORS_5XX: "DISABLE_SEND",
     Trigger.JWT_FAILURES: "INTAKE_PAUSED",
     Trigger.QUEUE_DEPTH: "DISPATCH_PAUSED",
