@@ -22,6 +22,8 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 GUNICORN_CONFIG = BASE_DIR / "deploy" / "gunicorn.conf.py"
+DEFAULT_WEB_SERVER = "gunicorn"
+WEB_SERVERS = ("gunicorn", "granian", "granian-asgi")
 
 
 def child_environment(*, metrics_dir: str, port: str) -> dict[str, str]:
@@ -32,6 +34,48 @@ def child_environment(*, metrics_dir: str, port: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("WEB_CONCURRENCY", "2")
     return env
+
+
+def web_command(
+    *, server: str, target: str, bind: str, workers: int, python: str = sys.executable
+) -> list[str]:
+    """The command line serving `target` (a project package with `wsgi`/`asgi` modules) on
+    `bind` ("host:port") with `workers` processes, by `server`: see WEB_SERVERS."""
+    host, _, port = bind.rpartition(":")
+    if server == "gunicorn":
+        return [
+            python,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(GUNICORN_CONFIG),
+            "--bind",
+            bind,
+            "--workers",
+            str(workers),
+            f"{target}.wsgi:application",
+        ]
+    interface = {"granian": "wsgi", "granian-asgi": "asgi"}.get(server)
+    if interface is None:
+        raise SystemExit(f"unknown web server {server!r}: one of {', '.join(WEB_SERVERS)}")
+    return [
+        python,
+        "-m",
+        "granian",
+        "--interface",
+        interface,
+        "--host",
+        host,
+        "--port",
+        port,
+        "--workers",
+        str(workers),
+        "--blocking-threads",
+        "1",
+        "--no-ws",
+        "--respawn-failed-workers",
+        f"{target}.{interface}:application",
+    ]
 
 
 def cluster_stop(cluster: subprocess.Popen, *, grace: float, patience: float = 2.0) -> None:
