@@ -130,12 +130,17 @@ def rows_params(
     return columns
 
 
-def insert_row_sql(model: type[models.Model], alias: str) -> str:
+def insert_row_sql(
+    model: type[models.Model], alias: str, computed: dict[str, str] | None = None
+) -> str:
     """INSERT of one row of `model` (its insert_fields, as typed parameters named `alias`),
-    to which a caller appends ON CONFLICT, RETURNING or a join; parameters: insert_row_params."""
+    to which a caller appends ON CONFLICT, RETURNING or a join; parameters: insert_row_params.
+    `computed` replaces a field's value by an SQL expression over `alias` (its parameter is
+    still passed, so the parameters stay those of insert_row_params)."""
     names = [f.name for f in insert_fields(model)]
     columns = ", ".join(column(model, n)[0] for n in names)
-    picked = ", ".join(f"{alias}.{column(model, n)[0]}" for n in names)
+    computed = computed or {}
+    picked = ", ".join(computed.get(n) or f"{alias}.{column(model, n)[0]}" for n in names)
     return (
         f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "  # noqa: S608
         f"SELECT {picked} FROM {rows_source(model, alias, names, many=False)}"
