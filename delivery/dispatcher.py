@@ -71,6 +71,7 @@ from django.db.models.functions import Now
 
 from comcenter.lib.context import request_id_bound
 from delivery.clock import DbClock
+from delivery.hooks import hooks_for
 from delivery.models import (
     ACTIVE_STATES,
     WAITING_STATES,
@@ -396,6 +397,9 @@ class _Batch:
         if template is None:
             return MessageState.DEAD, f"no template {message.template_key!r}"
         message.template = template
+        stop = hooks_for(message.event.event_type).gate(message=message, template=template)
+        if stop is not None:
+            return stop
         stop = _template_gate(template, message.channel)
         if stop is not None:
             return stop
@@ -621,6 +625,7 @@ def _context(message: Message) -> dict[str, Any]:
     data = event.data if isinstance(event.data, dict) else {}
     return {
         **data,
+        **hooks_for(event.event_type).context(message=message),
         "recipient": {"id": message.recipient_id, "locale": message.locale},
         "event_type": event.event_type,
     }

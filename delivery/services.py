@@ -26,6 +26,7 @@ from comcenter.lib.bulk import is_postgres, rows_insert
 from comcenter.lib.metrics import DELIVERIES, E2E_LATENCY
 from delivery.bulk import transition_pg
 from delivery.clock import db_now
+from delivery.hooks import hooks_for
 from delivery.models import (
     FINAL_STATES,
     WAITING_STATES,
@@ -340,8 +341,12 @@ def _expand(events: list[Event]) -> None:
         created = 0
         if not routes.get(event.event_type):
             notes.append(_event_note(event, "delivery.no_route", {"event_type": event.event_type}))
-        for route in routes.get(event.event_type, []):
-            address = str(recipient.get(ADDRESS_FIELDS.get(route.channel, "")) or "")
+        planned = hooks_for(event.event_type).plan(
+            event=event, routes=routes.get(event.event_type, [])
+        )
+        if planned is not None:
+            notes.extend(planned[1])
+        for route, address in planned[0] if planned is not None else _targets(event, routes):
             if not address:
                 notes.append(
                     _event_note(
@@ -407,6 +412,15 @@ def _expand(events: list[Event]) -> None:
     rows_insert(AuditRecord, notes)
     for lane, sequence in settle:
         Lane.objects.filter(pk=lane.pk, done_sequence__lt=sequence).update(done_sequence=sequence)
+
+
+def _targets(event: Event, routes: dict[str, list[Route]]) -> list[tuple[Route, str]]:
+    """Each route of the event's type with the recipient's address for its channel."""
+    recipient = event.recipient if isinstance(event.recipient, dict) else {}
+    return [
+        (route, str(recipient.get(ADDRESS_FIELDS.get(route.channel, "")) or ""))
+        for route in routes.get(event.event_type, [])
+    ]
 
 
 def _event_note(event: Event, kind: str, data: dict[str, Any]) -> AuditRecord:
