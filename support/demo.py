@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from delivery.services import route_ensure
+from delivery.routes import route_ensure
 from support.models import Intent, Rule
 from support.replies import ROUTING_TEMPLATE
 from support.services import rule_create
