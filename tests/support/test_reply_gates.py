@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from audit.models import AuditRecord
+from delivery.outbox import outbox_consume
 from support.models import Ticket
 from tests.delivery.conftest import run_pump
 from tests.support.conftest import (
@@ -146,3 +147,23 @@ def test_it_sends_the_ask_template_without_a_match_and_no_order_detail(
         "reason": reason,
     }
     assert classified.data["reply_template"] == ASK
+
+
+def test_it_blocks_a_tier_2_reply_at_send_time_without_a_match(helpdesk: Helpdesk, post_ticket):
+    open_every_gate()
+    response = post_ticket(
+        ticket_id="T-13", subject="Order status", order_number="10023", linked_orders=[ORDER]
+    )
+    outbox_consume()  # classified with a match, nothing dispatched yet
+    # The match no longer holds when the reply is about to go (e.g. an operator corrected
+    # the ticket): the tier gate, read right before the send, stops it.
+    Ticket.objects.filter(ticket_id="T-13").update(order_match=False)
+
+    run_pump()
+
+    reply = messages_of(response.json()["id"])[VERIFIED]
+    assert (reply.state, reply.last_error) == (
+        "blocked",
+        "tier 2 needs a deterministic order match",
+    )
+    assert helpdesk.ticket("T-13").comments == []
