@@ -3,6 +3,7 @@ preview of the admin."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
@@ -40,26 +41,25 @@ def rule_create(*, actor: str, **fields: Any) -> Rule:
     """A new classification rule, audited."""
     rule = Rule(**fields)
     rule.full_clean()
-    with transaction.atomic():
-        rule.save(force_insert=True)
-        audit_append(
-            kind="support.rule_created",
-            actor=actor,
-            data={"rule": rule.pk, **model_to_dict(rule, fields=RULE_FIELDS)},
-        )
-    return rule
+    return rule_save(rule=rule, actor=actor, created=True)
 
 
-def rule_update(*, rule: Rule, actor: str, changed: list[str]) -> Rule:
-    """Save an edited rule (from the admin form) and audit the changed fields."""
+def rule_save(
+    *, rule: Rule, actor: str, created: bool, changed: Iterable[str] = RULE_FIELDS
+) -> Rule:
+    """Insert a new rule or save an edited one (the admin's form), audited with the fields
+    it set or changed."""
     fields = [name for name in changed if name in RULE_FIELDS]
     with transaction.atomic():
-        rule.updated_at = Now()
-        rule.save(update_fields=[*fields, "updated_at"])
+        if created:
+            rule.save(force_insert=True)
+        else:
+            rule.updated_at = Now()
+            rule.save(update_fields=[*fields, "updated_at"])
         audit_append(
-            kind="support.rule_changed",
+            kind="support.rule_created" if created else "support.rule_changed",
             actor=actor,
-            data={"rule": rule.pk, "changed": model_to_dict(rule, fields=fields)},
+            data={"rule": rule.pk, "fields": model_to_dict(rule, fields=fields)},
         )
     return rule
 
