@@ -83,6 +83,16 @@ class TicketHooks(EventHooks):
                 order_match=plan.match.matched if plan.match else None,
                 matched_order=plan.match.number if plan.match and plan.match.matched else "",
             )
+        log.info(
+            "ticket classified",
+            extra={
+                "request_id": event.request_id,
+                "ticket_id": ticket_id,
+                "intent": found.intent,
+                "rule": found.rule_name,
+                "reply_template": plan.template,
+            },
+        )
         notes = [
             _note(
                 event,
