@@ -150,7 +150,8 @@ class TicketHooks(EventHooks):
     def context(self, *, message: Message) -> dict[str, Any]:
         ticket = Ticket.objects.filter(event_id=message.event_id).first()
         data = message.event.data if isinstance(message.event.data, dict) else {}
-        customer = data.get("customer") if isinstance(data.get("customer"), dict) else {}
+        customer = data.get("customer")
+        name = customer.get("name") if isinstance(customer, dict) else ""
         order: dict[str, Any] | None = None
         template = message.template
         if (
@@ -165,7 +166,7 @@ class TicketHooks(EventHooks):
             # The raw linked orders never reach a template: only the matched one, as `order`.
             "linked_orders": [],
             "order": order,
-            "customer": {"name": str(customer.get("name") or "")},
+            "customer": {"name": str(name or "")},
             "ticket": {
                 "id": ticket.ticket_id if ticket else "",
                 "intent": ticket.intent if ticket else "",

@@ -35,7 +35,9 @@ class TicketDataSerializer(StrictSerializer):
     channel = serializers.CharField(max_length=30)
     customer = CustomerSerializer()
     order_number = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    linked_orders = LinkedOrderSerializer(many=True, required=False, max_length=MAX_LINKED_ORDERS)
+    linked_orders = serializers.ListField(
+        child=LinkedOrderSerializer(), required=False, max_length=MAX_LINKED_ORDERS
+    )
 
     def validate_ticket_id(self, value: str) -> str:
         if "/" in value or not value.strip():
