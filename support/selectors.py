@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db.models import Count
 
-from delivery.clock import db_now
+from comcenter.lib.db import db_now
 from delivery.models import Attempt, AttemptOutcome, Message, MessageState
 from support.helpdesk import RichpanelProvider
 from support.models import Ticket
