@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from events.auth import issue_access_token
 
 from comcenter.run import DEFAULT_WEB_SERVER, web_command
-from events.services import service_account_create
+from identity.auth import issue_access_token
+from identity.services import service_account_create
 
 ROOT = Path(__file__).resolve().parents[2]
 # Far below the seconds a stalled client would hold a sync worker (the worker timeout, 30 s).
