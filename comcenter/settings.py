@@ -130,7 +130,7 @@ WSGI_APPLICATION = "comcenter.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "comcenter" / "html"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -195,7 +195,7 @@ CACHE_IS_SHARED = bool(REDIS_URL)
 Q_WORKERS = _int("Q_WORKERS", 2, minimum=1)
 # django-q2 only runs code and wakes workers; our tables hold every state. `retry` must exceed
 # `timeout` plus queue wait or a task runs twice; `queue_limit` stays near the worker count
-# and `bulk` at 1 so leases start close to execution (see PITFALLS).
+# and `bulk` at 1 so leases start close to execution (django-q2 #298, #303).
 Q_CLUSTER = {
     "name": "comcenter",
     "workers": Q_WORKERS,
@@ -313,7 +313,7 @@ CANARY_P95_WINDOW = _int("CANARY_P95_WINDOW", 200, minimum=30)
 if CANARY_P95_WINDOW > 10_000:
     raise ImproperlyConfigured("CANARY_P95_WINDOW must be <= 10000")
 CANARY_P95_MIN_SAMPLES = 30
-# SPEC §8: the canary says "degraded" above this recent P95 ack latency.
+# The canary says "degraded" above this recent P95 ack latency.
 ACK_P95_SLO_MS = _float("ACK_P95_SLO_MS", 120.0, minimum=1.0)
 
 # --- delivery ---------------------------------------------------------------------------
@@ -377,19 +377,17 @@ DISPATCH_LEASE_SECONDS = _int("DISPATCH_LEASE_SECONDS", 60, minimum=5)
 DISPATCH_BATCH_SIZE = _int("DISPATCH_BATCH_SIZE", 100, minimum=1)
 
 # --- flags: initial values from the environment (safer wins; see flags/registry.py) -----
-FLAG_ENV = {
-    name: _bool(name, default)
-    for name, default in {
-        "DISABLE_SEND": True,
-        "DISPATCH_PAUSED": False,
-        "PROMO_SENDS": False,
-        "RETRIES_ENABLED": True,
-        "RATE_LIMIT_ENABLED": True,
-        "AUTOMATION_ENABLED": False,
-        "SAFE_MODE": True,
-    }.items()
-    if name in os.environ
-}
+# Only the flags set in the environment; their defaults live in flags/registry.py alone.
+_FLAG_NAMES = (
+    "DISABLE_SEND",
+    "DISPATCH_PAUSED",
+    "PROMO_SENDS",
+    "RETRIES_ENABLED",
+    "RATE_LIMIT_ENABLED",
+    "AUTOMATION_ENABLED",
+    "SAFE_MODE",
+)
+FLAG_ENV = {name: _bool(name, False) for name in _FLAG_NAMES if name in os.environ}
 FLAG_CACHE_SECONDS = _float("FLAG_CACHE_SECONDS", 2.0)
 
 # --- i18n, static -----------------------------------------------------------------------
@@ -417,7 +415,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_SSL_REDIRECT = _bool("SECURE_SSL_REDIRECT", False)
 X_FRAME_OPTIONS = "DENY"
 SILENCED_SYSTEM_CHECKS = [
-    # SECURE_SSL_REDIRECT: TLS is terminated by the proxy in front (SPEC §7), which redirects
+    # SECURE_SSL_REDIRECT: TLS is terminated by the proxy in front, which redirects
     # plain HTTP; redirecting here too would loop behind proxies that speak HTTP upstream.
     "security.W008",
     # SECURE_HSTS_PRELOAD: preloading commits the whole registrable domain and every

@@ -1,6 +1,5 @@
 """Bulk inserts with COPY on PostgreSQL (bulk_create elsewhere), shared by the lineage writer
-and the dispatcher. Measured on the 2-core reference machine: bulk_create costs ~150 µs of
-Python per row, COPY ~15 µs."""
+and the dispatcher: COPY costs a tenth of bulk_create's Python per row (bench/NOTES.md)."""
 
 from __future__ import annotations
 
