@@ -116,12 +116,16 @@ def canary_mode() -> str:
     return "live"
 
 
-def canary_status(*, database_ok: bool, dependencies_ok: bool, p95_ms: float | None) -> str:
+def canary_status(
+    *, database_ok: bool, dependencies_ok: bool, p95_ms: float | None, intake_paused: bool
+) -> str:
     """`down` when the database fails (no event can be acknowledged durably); `degraded`
-    when another dependency fails or the recent P95 ack breaks the 120 ms SLO; else `ok`."""
+    when another dependency fails, the recent P95 ack breaks the 120 ms SLO or the intake is
+    paused (INTAKE_PAUSED: events are refused with 503); else `ok`."""
     if not database_ok:
         return "down"
-    if not dependencies_ok or (p95_ms is not None and p95_ms > settings.ACK_P95_SLO_MS):
+    slow = p95_ms is not None and p95_ms > settings.ACK_P95_SLO_MS
+    if not dependencies_ok or slow or intake_paused:
         return "degraded"
     return "ok"
 
@@ -156,7 +160,12 @@ def canary(request: HttpRequest) -> HttpResponse:
         "app": "comcenter",
         "version": settings.APP_VERSION,
         "build": settings.BUILD,
-        "status": canary_status(database_ok=database_ok, dependencies_ok=report.ok, p95_ms=p95),
+        "status": canary_status(
+            database_ok=database_ok,
+            dependencies_ok=report.ok,
+            p95_ms=p95,
+            intake_paused=_flag("INTAKE_PAUSED"),
+        ),
         "mode": canary_mode(),
         "p95_ms": p95,
         "security_headers": {"present": [], "missing": list(SECURITY_HEADER_NAMES)},

@@ -106,12 +106,15 @@ INSTALLED_APPS = [
     "identity",
     "events",
     "delivery",
+    "guard",
 ]
 
 MIDDLEWARE = [
     # First and last: django-prometheus times the whole chain and labels requests by view.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "comcenter.middleware.RequestIdMiddleware",
+    # Inside the request id, outside everything else: it sees every final status code.
+    "guard.middleware.MeasurementMiddleware",
     "comcenter.middleware.SecurityHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -381,6 +384,7 @@ DISPATCH_BATCH_SIZE = _int("DISPATCH_BATCH_SIZE", 100, minimum=1)
 _FLAG_NAMES = (
     "DISABLE_SEND",
     "DISPATCH_PAUSED",
+    "INTAKE_PAUSED",
     "PROMO_SENDS",
     "RETRIES_ENABLED",
     "RATE_LIMIT_ENABLED",
@@ -389,6 +393,31 @@ _FLAG_NAMES = (
 )
 FLAG_ENV = {name: _bool(name, False) for name in _FLAG_NAMES if name in os.environ}
 FLAG_CACHE_SECONDS = _float("FLAG_CACHE_SECONDS", 2.0)
+
+# --- the automatic guard and the shared measurements (guard/) ---------------------------
+GUARD_ENABLED = _bool("GUARD_ENABLED", True)
+GUARD_INTERVAL_SECONDS = _float("GUARD_INTERVAL_SECONDS", 15.0, minimum=0.1)
+if GUARD_INTERVAL_SECONDS > 15:
+    raise ImproperlyConfigured("GUARD_INTERVAL_SECONDS must be <= 15 (the guard evaluates at least every 15 s)")
+GUARD_WINDOW_SECONDS = _int("GUARD_WINDOW_SECONDS", 300, minimum=1)
+GUARD_QUEUE_WINDOW_SECONDS = _int("GUARD_QUEUE_WINDOW_SECONDS", 600, minimum=1)
+# The queue baseline is the median of the samples of this long before the queue window.
+GUARD_QUEUE_BASELINE_SECONDS = _int("GUARD_QUEUE_BASELINE_SECONDS", 3600, minimum=1)
+GUARD_MIN_REQUESTS = _int("GUARD_MIN_REQUESTS", 100, minimum=1)
+GUARD_QUEUE_FLOOR = _int("GUARD_QUEUE_FLOOR", 1000, minimum=1)
+GUARD_5XX_RATIO = _float("GUARD_5XX_RATIO", 0.01)
+GUARD_JWT_FAILURE_RATIO = _float("GUARD_JWT_FAILURE_RATIO", 0.02)
+GUARD_ACK_P95_MS = _float("GUARD_ACK_P95_MS", 300.0, minimum=1.0)
+# Measurements are counted per bucket of this many seconds; each process flushes what it
+# counted at most once per GUARD_FLUSH_SECONDS (one round trip), and a reader flushes first.
+GUARD_BUCKET_SECONDS = _int("GUARD_BUCKET_SECONDS", 10, minimum=1)
+GUARD_FLUSH_SECONDS = _float("GUARD_FLUSH_SECONDS", 1.0)
+# Fine buckets are kept this long (the longest trigger window plus its baseline); hourly
+# ones, which the SLO report reads, SLO_RETENTION_DAYS.
+GUARD_FINE_RETENTION_SECONDS = (
+    max(GUARD_WINDOW_SECONDS, GUARD_QUEUE_WINDOW_SECONDS + GUARD_QUEUE_BASELINE_SECONDS) + 600
+)
+SLO_RETENTION_DAYS = _int("SLO_RETENTION_DAYS", 90, minimum=1)
 
 # --- i18n, static -----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -468,7 +497,14 @@ PERIODIC_TASKS = [
     # Wakes due retries, gap waits, held messages and expired leases (loops ~1 min).
     ("delivery-ticker", "delivery.tasks.tick", 1),
     ("delivery-dlq-purge", "delivery.tasks.purge_dead", 60),
+    # The automatic guard, once a minute here; TICKER_HOOKS runs it every
+    # GUARD_INTERVAL_SECONDS.
+    ("guard", "guard.tasks.guard_tick", 1),
 ]
+# Called by the delivery ticker after each of its passes (every ~0.25 s), by dotted path so
+# that `delivery` knows nothing of them; each decides itself whether it is due and must not
+# raise. The guard runs from here every GUARD_INTERVAL_SECONDS (guard/tasks.py).
+TICKER_HOOKS = ["guard.tasks.guard_due"]
 
 # Demo credentials for `load_demo` (written to .env by `make run`; never set in production).
 DEMO_CLIENT_ID = env.str("DEMO_CLIENT_ID", default="demo")

@@ -14,6 +14,9 @@ import socket
 import time
 import uuid
 
+from django.conf import settings
+from django.utils.module_loading import import_string
+
 from audit.services import audit_seal
 from delivery.dispatcher import dispatch_due
 from delivery.dlq import messages_purge_dead
@@ -96,12 +99,15 @@ def tick(seconds: float = TICK_SECONDS) -> int:
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     end = time.monotonic() + seconds
     passes = 0
+    hooks = [import_string(path) for path in settings.TICKER_HOOKS]
     try:
         while (remaining := end - time.monotonic()) > 0:
             worked = False
             if worker_lease_take(name=TICKER_LEASE, holder=holder, seconds=TICK_PASS_BUDGET + 10):
                 passes += 1
                 worked = tick_pass(budget_seconds=min(remaining, TICK_PASS_BUDGET))
+                for hook in hooks:
+                    hook()
             if not worked:
                 time.sleep(max(0.0, min(TICK_IDLE_SLEEP, end - time.monotonic())))
     finally:

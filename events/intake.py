@@ -22,15 +22,32 @@ from comcenter.lib.metrics import ACK_LATENCY, EVENTS
 from events import services
 from events.models import Event, EventStatus
 from events.serializers import EventInSerializer, find_unstorable
+from flags.services import flag_is_on
 from identity.caller import Caller
 from identity.idp import idp_caller_prefix
 
 PENDING_RETRY_AFTER_SECONDS = 60
+# How long a client is asked to wait while INTAKE_PAUSED is on: an operator or the guard
+# decides when it lifts, so this is a polite polling interval, not a promise.
+INTAKE_PAUSED_RETRY_AFTER_SECONDS = 30
 
 
 def _reject(status_code: int, code: str, detail: Any, reason: str | None = None) -> ApiError:
     EVENTS.labels(outcome="rejected", reason=reason or code).inc()
     return ApiError(status_code, code, detail)
+
+
+def refuse_if_intake_paused() -> None:
+    """503 `intake_paused` while the flag is on, before authentication and parsing, so a
+    paused intake stores nothing and costs no more than the cached flag read."""
+    if flag_is_on("INTAKE_PAUSED"):
+        EVENTS.labels(outcome="rejected", reason="intake_paused").inc()
+        raise ApiError(
+            503,
+            "intake_paused",
+            "Intake is paused (INTAKE_PAUSED); nothing was stored. Retry later.",
+            headers={"Retry-After": str(INTAKE_PAUSED_RETRY_AFTER_SECONDS)},
+        )
 
 
 def _reject_constant(name: str) -> float:
