@@ -398,7 +398,7 @@ FLAG_CACHE_SECONDS = _float("FLAG_CACHE_SECONDS", 2.0)
 GUARD_ENABLED = _bool("GUARD_ENABLED", True)
 GUARD_INTERVAL_SECONDS = _float("GUARD_INTERVAL_SECONDS", 15.0, minimum=0.1)
 if GUARD_INTERVAL_SECONDS > 15:
-    raise ImproperlyConfigured("GUARD_INTERVAL_SECONDS must be <= 15 (the guard evaluates at least every 15 s)")
+    raise ImproperlyConfigured("GUARD_INTERVAL_SECONDS must be <= 15 (seconds)")
 GUARD_WINDOW_SECONDS = _int("GUARD_WINDOW_SECONDS", 300, minimum=1)
 GUARD_QUEUE_WINDOW_SECONDS = _int("GUARD_QUEUE_WINDOW_SECONDS", 600, minimum=1)
 # The queue baseline is the median of the samples of this long before the queue window.
