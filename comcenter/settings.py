@@ -134,7 +134,7 @@ WSGI_APPLICATION = "comcenter.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "comcenter" / "html"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -199,7 +199,7 @@ CACHE_IS_SHARED = bool(REDIS_URL)
 Q_WORKERS = _int("Q_WORKERS", 2, minimum=1)
 # django-q2 only runs code and wakes workers; our tables hold every state. `retry` must exceed
 # `timeout` plus queue wait or a task runs twice; `queue_limit` stays near the worker count
-# and `bulk` at 1 so leases start close to execution (see PITFALLS).
+# and `bulk` at 1 so leases start close to execution (django-q2 #298, #303).
 Q_CLUSTER = {
     "name": "comcenter",
     "workers": Q_WORKERS,
@@ -317,7 +317,7 @@ CANARY_P95_WINDOW = _int("CANARY_P95_WINDOW", 200, minimum=30)
 if CANARY_P95_WINDOW > 10_000:
     raise ImproperlyConfigured("CANARY_P95_WINDOW must be <= 10000")
 CANARY_P95_MIN_SAMPLES = 30
-# SPEC §8: the canary says "degraded" above this recent P95 ack latency.
+# The canary says "degraded" above this recent P95 ack latency.
 ACK_P95_SLO_MS = _float("ACK_P95_SLO_MS", 120.0, minimum=1.0)
 
 # --- delivery ---------------------------------------------------------------------------
@@ -392,27 +392,25 @@ DISPATCH_LEASE_SECONDS = _int("DISPATCH_LEASE_SECONDS", 60, minimum=5)
 DISPATCH_BATCH_SIZE = _int("DISPATCH_BATCH_SIZE", 100, minimum=1)
 
 # --- flags: initial values from the environment (safer wins; see flags/registry.py) -----
-FLAG_ENV = {
-    name: _bool(name, default)
-    for name, default in {
-        "DISABLE_SEND": True,
-        "DISPATCH_PAUSED": False,
-        "INTAKE_PAUSED": False,
-        "PROMO_SENDS": False,
-        "RETRIES_ENABLED": True,
-        "RATE_LIMIT_ENABLED": True,
-        "AUTOMATION_ENABLED": False,
-        "SAFE_MODE": True,
-    }.items()
-    if name in os.environ
-}
+# Only the flags set in the environment; their defaults live in flags/registry.py alone.
+_FLAG_NAMES = (
+    "DISABLE_SEND",
+    "DISPATCH_PAUSED",
+    "INTAKE_PAUSED",
+    "PROMO_SENDS",
+    "RETRIES_ENABLED",
+    "RATE_LIMIT_ENABLED",
+    "AUTOMATION_ENABLED",
+    "SAFE_MODE",
+)
+FLAG_ENV = {name: _bool(name, False) for name in _FLAG_NAMES if name in os.environ}
 FLAG_CACHE_SECONDS = _float("FLAG_CACHE_SECONDS", 2.0)
 
-# --- the automatic guard and the shared measurements (SPEC §8; guard/) -------------------
+# --- the automatic guard and the shared measurements (guard/) ---------------------------
 GUARD_ENABLED = _bool("GUARD_ENABLED", True)
 GUARD_INTERVAL_SECONDS = _float("GUARD_INTERVAL_SECONDS", 15.0, minimum=0.1)
 if GUARD_INTERVAL_SECONDS > 15:
-    raise ImproperlyConfigured("GUARD_INTERVAL_SECONDS must be <= 15 (SPEC §8)")
+    raise ImproperlyConfigured("GUARD_INTERVAL_SECONDS must be <= 15 (seconds)")
 GUARD_WINDOW_SECONDS = _int("GUARD_WINDOW_SECONDS", 300, minimum=1)
 GUARD_QUEUE_WINDOW_SECONDS = _int("GUARD_QUEUE_WINDOW_SECONDS", 600, minimum=1)
 # The queue baseline is the median of the samples of this long before the queue window.
@@ -458,7 +456,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_SSL_REDIRECT = _bool("SECURE_SSL_REDIRECT", False)
 X_FRAME_OPTIONS = "DENY"
 SILENCED_SYSTEM_CHECKS = [
-    # SECURE_SSL_REDIRECT: TLS is terminated by the proxy in front (SPEC §7), which redirects
+    # SECURE_SSL_REDIRECT: TLS is terminated by the proxy in front, which redirects
     # plain HTTP; redirecting here too would loop behind proxies that speak HTTP upstream.
     "security.W008",
     # SECURE_HSTS_PRELOAD: preloading commits the whole registrable domain and every
@@ -515,7 +513,7 @@ PERIODIC_TASKS = [
     # Wakes due retries, gap waits, held messages and expired leases (loops ~1 min).
     ("delivery-ticker", "delivery.tasks.tick", 1),
     ("delivery-dlq-purge", "delivery.tasks.purge_dead", 60),
-    # The automatic guard of SPEC §8, once a minute here; TICKER_HOOKS runs it every
+    # The automatic guard, once a minute here; TICKER_HOOKS runs it every
     # GUARD_INTERVAL_SECONDS.
     ("guard", "guard.tasks.guard_tick", 1),
 ]

@@ -84,8 +84,8 @@ def parse_json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
 @functools.cache
 def _event_validator() -> EventInSerializer:
     """One serializer per process, used only through `run_validation`, which keeps no state
-    on the instance: building a serializer deep-copies all its fields, a sixth of the ack
-    path's CPU when done per request."""
+    on the instance: building a serializer deep-copies all its fields, a large share of the
+    ack path's CPU when done per request (bench/NOTES.md)."""
     return EventInSerializer()
 
 

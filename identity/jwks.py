@@ -1,8 +1,9 @@
-"""Our own source of the identity provider's signing keys (SPEC §9).
+"""Our own source of the identity provider's signing keys.
 
 Why not PyJWT's PyJWKClient (through simplejwt): it fetches with a 30 s timeout while holding
 a lock, so a slow JWKS stalls every request of the process, and once its 5-minute cache
-expires an outage rejects every token (PITFALLS). Here:
+expires an outage rejects every token (and fetch errors surface as "Token is invalid",
+simplejwt #773). Here:
 
 - fetches go through `comcenter.lib.http` (User-Agent, JWKS_FETCH_TIMEOUT as a deadline, size
   cap) in a background thread, one at a time per process. A request that needs a fetch waits

@@ -1,4 +1,4 @@
-"""`manage.py flag [NAME on|off --reason TEXT] [--actor WHO]` (SPEC §14).
+"""`manage.py flag [NAME on|off --reason TEXT] [--actor WHO]`.
 
 Bare `flag` lists every flag with its effective value and where it comes from; `flag NAME`
 shows one; `flag NAME on|off --reason …` sets the operator's value, recorded as done by the
