@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "events",
     "delivery",
     "guard",
+    "support",
 ]
 
 MIDDLEWARE = [
@@ -355,11 +356,22 @@ if SMS_GATEWAY_URL and not (SMS_ACCOUNT_SID and SMS_AUTH_TOKEN and SMS_FROM):
         "SMS_GATEWAY_URL is set, so SMS_ACCOUNT_SID, SMS_AUTH_TOKEN and SMS_FROM must be set too"
     )
 
+# Support routing (support/, SPEC §10): the Richpanel-shaped helpdesk API and the classifier.
+HELPDESK_URL = _url("HELPDESK_URL")
+HELPDESK_API_KEY = env.str("HELPDESK_API_KEY", default="")
+HELPDESK_TIMEOUT = _float("HELPDESK_TIMEOUT", 10.0)
+if HELPDESK_URL and not HELPDESK_API_KEY:
+    raise ImproperlyConfigured("HELPDESK_URL is set, so HELPDESK_API_KEY must be set too")
+SUPPORT_CLASSIFIER = env.str("SUPPORT_CLASSIFIER", default="support.classifier.RuleClassifier")
+
 # The provider class of each channel, by dotted path (delivery/providers/registry.py).
 DELIVERY_PROVIDERS = {
     "email": "delivery.providers.email.EmailProvider",
     "sms": "delivery.providers.sms.TwilioSmsProvider",
+    "helpdesk": "support.helpdesk.RichpanelProvider",
 }
+# Event types whose messages another app shapes (delivery/hooks.py), by dotted path.
+DELIVERY_EVENT_HOOKS = {"ticket.created": "support.hooks.TicketHooks"}
 
 SEND_RATE_PER_MINUTE = _int("SEND_RATE_PER_MINUTE", 10, minimum=1)
 # Per-provider limits on top of the global one, by provider name, e.g. "email=600,twilio=60";
@@ -485,6 +497,10 @@ LOGGING = {
         "django-q": {"level": "WARNING", "handlers": ["stdout"], "propagate": False},
     },
 }
+
+# Checks of an event type's `data` run at the intake before anything is stored, by dotted
+# path (a function raising DRF's ValidationError), so that `events` imports no other app.
+EVENT_DATA_VALIDATORS = {"ticket.created": "support.intake.ticket_data_validate"}
 
 # Where the events API reads an event's messages from, by dotted path, so that `events`
 # never imports `delivery`.

@@ -37,6 +37,7 @@ from django.db.models.functions import Now
 from comcenter.lib.context import request_id_bound
 from comcenter.lib.db import DbClock
 from delivery.gates import message_gate
+from delivery.hooks import hooks_for
 from delivery.models import Attempt, AttemptOutcome, Message, MessageState
 from delivery.providers.base import OutboundMessage, Provider, ProviderError, ProviderSession
 from delivery.ratelimit import ratelimit_refund
@@ -370,6 +371,7 @@ def _context(message: Message) -> dict[str, Any]:
     data = event.data if isinstance(event.data, dict) else {}
     return {
         **data,
+        **hooks_for(event.event_type).context(message=message),
         "recipient": {"id": message.recipient_id, "locale": message.locale},
         "event_type": event.event_type,
     }

@@ -21,8 +21,8 @@ import pytest
 from django.conf import settings
 
 from comcenter.run import DEFAULT_WEB_SERVER, web_command
-from events.auth import issue_access_token
-from events.services import service_account_create
+from identity.auth import issue_access_token
+from identity.services import service_account_create
 
 ROOT = Path(__file__).resolve().parents[2]
 # Far below the seconds a stalled client would hold a sync worker (the worker timeout, 30 s).
