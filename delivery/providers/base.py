@@ -267,7 +267,7 @@ def http_error(exc: HttpError, *, vendor: str, meaning: str = "", code: str = ""
         )
     status = exc.status
     return ProviderError(
-        f"{vendor} answered {status}: {meaning or 'no error code'}",
+        f"{vendor} answered {status}" + (f": {meaning}" if meaning else ""),
         permanent=not (status == 429 or status >= 500),
         retry_after=exc.retry_after,
         response_code=f"{status}:{code}" if code else str(status),

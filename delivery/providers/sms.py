@@ -96,7 +96,7 @@ class TwilioSmsProvider(Provider):
         if not isinstance(exc, http.HttpError):
             return None
         code = _error_code(exc.body) if exc.status is not None else None
-        meaning = self.ERROR_CODES.get(code, f"error code {code}") if code else ""
+        meaning = self.ERROR_CODES.get(code, f"error code {code}") if code else "no error code"
         return http_error(exc, vendor="gateway", meaning=meaning, code=str(code or ""))
 
 
