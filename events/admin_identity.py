@@ -29,7 +29,10 @@ class JwksStateAdmin(ReadOnlyAdmin):
             return ""
         return ", ".join(str(k.get("kid", "?"))[:64] for k in keys if isinstance(k, dict))
 
-    @admin.action(description="Fetch the configured JWKS now")
+    def has_fetch_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("events.change_jwksstate")
+
+    @admin.action(description="Fetch the configured JWKS now", permissions=["fetch"])
     def fetch_now(self, request: HttpRequest, queryset: QuerySet[JwksState]) -> None:
         if jwks_refresh():
             self.message_user(request, "Fetched the JWKS; its keys are saved.")

@@ -239,18 +239,20 @@ class TemplateAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
-    @admin.action(description="Whitelist the selected templates")
+    @admin.action(description="Whitelist the selected templates", permissions=["change"])
     def whitelist(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
         self._switch(request, queryset, template_set_whitelisted, True, "whitelisted")
 
-    @admin.action(description="Remove the selected templates from the whitelist")
+    @admin.action(
+        description="Remove the selected templates from the whitelist", permissions=["change"]
+    )
     def unwhitelist(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
         self._switch(request, queryset, template_set_whitelisted, False, "unwhitelisted")
 
-    @admin.action(description="Enable the selected templates")
+    @admin.action(description="Enable the selected templates", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
         self._switch(request, queryset, template_set_enabled, True, "enabled")
 
-    @admin.action(description="Disable the selected templates")
+    @admin.action(description="Disable the selected templates", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
         self._switch(request, queryset, template_set_enabled, False, "disabled")
