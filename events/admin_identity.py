@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from comcenter.lib.admin import ReadOnlyAdmin
-from events.jwks import jwks_refresh
+from events.jwks import jwks_fetch_now
 from events.models import JwksState
 
 
@@ -34,7 +34,7 @@ class JwksStateAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Fetch the configured JWKS now", permissions=["fetch"])
     def fetch_now(self, request: HttpRequest, queryset: QuerySet[JwksState]) -> None:
-        if jwks_refresh():
+        if jwks_fetch_now(actor=request.user.get_username()):
             self.message_user(request, "Fetched the JWKS; its keys are saved.")
         else:
             self.message_user(
