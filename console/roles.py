@@ -29,9 +29,12 @@ _READS = (
     "delivery.view_suppression",
     "events.view_event",
     "events.view_eventtype",
-    "events.view_jwksstate",
+    "guard.view_incident",
+    "identity.view_jwksstate",
     "flags.view_flag",
     "flags.view_flagchange",
+    "support.view_rule",
+    "support.view_ticket",
     "templates.view_template",
     "templates.view_templateversion",
 )
@@ -49,6 +52,10 @@ ROLES: dict[str, frozenset[str]] = {
             "delivery.add_suppression",
             "delivery.delete_suppression",
             "delivery.change_deadletter",  # requeue and discard
+            "guard.resolve_incident",
+            "support.add_rule",
+            "support.change_rule",
+            "support.delete_rule",
         )
     ),
     AUDITOR: frozenset((*_READS, "console.export_lineage", "console.verify_audit_chain")),

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from comcenter.lib.admin import ReadOnlyAdmin, short_link, state_badge
-from delivery import services
+from delivery import dlq, routes, suppressions
 from delivery.models import Attempt, DeadLetter, Message, MessageState, Route, Suppression
 
 
@@ -31,17 +31,17 @@ class RouteAdmin(admin.ModelAdmin):
     list_editable = ("enabled",)
     list_filter = ("channel", "enabled", "event_type")
     search_fields = ("event_type", "template_key")
-    fields = services.ROUTE_EDITABLE
+    fields = routes.ROUTE_EDITABLE
 
     def save_model(self, request: HttpRequest, obj: Route, form: Any, change: bool) -> None:
-        services.route_save(route=obj, actor=request.user.get_username(), created=not change)
+        routes.route_save(route=obj, actor=request.user.get_username(), created=not change)
 
     def delete_model(self, request: HttpRequest, obj: Route) -> None:
-        services.route_delete(route=obj, actor=request.user.get_username())
+        routes.route_delete(route=obj, actor=request.user.get_username())
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
         for route in queryset:
-            services.route_delete(route=route, actor=request.user.get_username())
+            routes.route_delete(route=route, actor=request.user.get_username())
 
 
 @admin.register(Suppression)
@@ -55,7 +55,7 @@ class SuppressionAdmin(admin.ModelAdmin):
         return False  # add or delete; an edited address would be a different suppression
 
     def save_model(self, request: HttpRequest, obj: Suppression, form: Any, change: bool) -> None:
-        services.suppression_add(
+        suppressions.suppression_add(
             channel=obj.channel,
             address=obj.address,
             reason=obj.reason,
@@ -64,11 +64,13 @@ class SuppressionAdmin(admin.ModelAdmin):
         )
 
     def delete_model(self, request: HttpRequest, obj: Suppression) -> None:
-        services.suppression_remove(suppression=obj, actor=request.user.get_username())
+        suppressions.suppression_remove(suppression=obj, actor=request.user.get_username())
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Suppression]) -> None:
         for suppression in queryset:
-            services.suppression_remove(suppression=suppression, actor=request.user.get_username())
+            suppressions.suppression_remove(
+                suppression=suppression, actor=request.user.get_username()
+            )
 
 
 class AttemptInline(admin.TabularInline):
@@ -110,7 +112,7 @@ class _MessageAdminBase(ReadOnlyAdmin):
     )
     list_display_links = ("id",)
     list_select_related = ("event",)
-    list_filter = ("state", "channel", "provider", "template_key")
+    list_filter: ClassVar[tuple[str, ...]] = ("state", "channel", "provider", "template_key")
     search_fields = (
         "=uid",
         "=event__uid",
@@ -170,7 +172,7 @@ class DeadLetterAdmin(_MessageAdminBase):
 
     @admin.action(description="Requeue the selected dead messages", permissions=["dlq"])
     def requeue(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
-        count = services.message_requeue_dead(
+        count = dlq.message_requeue_dead(
             message_ids=list(queryset.values_list("pk", flat=True)),
             actor=request.user.get_username(),
         )
@@ -190,7 +192,7 @@ class DeadLetterAdmin(_MessageAdminBase):
                 "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
             }
             return TemplateResponse(request, "delivery/admin/discard_confirm.html", context)
-        count = services.message_discard_dead(
+        count = dlq.message_discard_dead(
             message_ids=list(queryset.values_list("pk", flat=True)),
             actor=request.user.get_username(),
         )

@@ -11,7 +11,7 @@ Precedence of the effective value, per flag:
 time. Each process keeps the effective values for `FLAG_CACHE_SECONDS` (2 s by default) and
 then reads the whole (tiny) table again in one query. The cache is per process on purpose:
 it needs no shared cache (the embedded default runs with the local-memory cache) and, with
-a 2 s window, a change reaches every web and worker node within the 5 s of SPEC §6 however
+a 2 s window, a change reaches every web and worker node within the promised 5 s however
 many nodes there are. A database error while refreshing is raised to the caller rather than
 answered from a stale or guessed value: a worker that cannot read its gates cannot record a
 send either, so it must not send.
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models.functions import Now
 
 from audit.services import audit_append
@@ -38,8 +38,16 @@ _clock = time.monotonic
 # threads of one process see either the old or the new snapshot and need no lock.
 _snapshot: tuple[float, dict[str, bool]] | None = None
 
-REASON_MAX_LENGTH = FlagChange._meta.get_field("reason").max_length
-ACTOR_MAX_LENGTH = FlagChange._meta.get_field("actor").max_length
+
+def _max_length(name: str) -> int:
+    field = FlagChange._meta.get_field(name)
+    assert isinstance(field, models.CharField)
+    assert field.max_length is not None
+    return field.max_length
+
+
+REASON_MAX_LENGTH = _max_length("reason")
+ACTOR_MAX_LENGTH = _max_length("actor")
 
 
 class EffectiveSource:

@@ -26,7 +26,7 @@ import functools
 import re
 import types
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.exceptions import ValidationError
 from django.template import Context, Engine, Node, TemplateSyntaxError, VariableDoesNotExist
@@ -61,6 +61,8 @@ MAX_SUBJECT_CHARS = 500
 # Twilio's Messages API refuses a Body over 1,600 characters (10 concatenated segments);
 # failing at render time names the cause instead of a provider 400.
 MAX_SMS_CHARS = 1_600
+# An auto-reply is a short customer-facing comment; a longer one is a template mistake.
+MAX_REPLY_CHARS = 5_000
 MAX_CONTEXT_DEPTH = 20
 
 # Nodes the allowed tags produce. Leaves produce output and are metered; containers only
@@ -115,7 +117,7 @@ class _SandboxTemplate(Template):
 
 class _SandboxEngine(Engine):
     # Engine always prepends these to `builtins`; the sandbox must start from nothing.
-    default_builtins: list[str] = []
+    default_builtins: ClassVar[list[str]] = []
 
 
 ENGINE = _SandboxEngine(
@@ -125,7 +127,8 @@ ENGINE = _SandboxEngine(
     libraries={},
     builtins=["templates.sandbox"],
     context_processors=[],
-    string_if_invalid=sandbox.MissingSentinel(),
+    # Django only formats and tests this value; the stubs' `str` is narrower than that.
+    string_if_invalid=sandbox.MissingSentinel(),  # type: ignore[arg-type]
     debug=False,
     autoescape=True,
 )
@@ -196,11 +199,12 @@ def validate_source(*, channel: str, subject: str, body: str, html: str) -> None
         add("body", "The body is required.")
     if channel == Channel.EMAIL and not subject.strip():
         add("subject", "An email template needs a subject.")
-    if channel == Channel.SMS:
+    if channel in (Channel.SMS, Channel.HELPDESK):
+        name = "An SMS" if channel == Channel.SMS else "A helpdesk"
         if subject:
-            add("subject", "An SMS template has no subject.")
+            add("subject", f"{name} template has no subject.")
         if html:
-            add("html", "An SMS template has no HTML body.")
+            add("html", f"{name} template has no HTML body.")
     for field, source in (("subject", subject), ("body", body), ("html", html)):
         for message in _source_errors(source):
             add(field, message)
@@ -292,6 +296,12 @@ def render_parts(
             if not text:
                 raise RenderError("the rendered SMS is empty", part="body")
             _check_length("SMS", text, MAX_SMS_CHARS)
+            rendered_subject = rendered_html = ""
+        elif channel == Channel.HELPDESK:
+            text = _render_part("body", body, data, autoescape=False).strip()
+            if not text:
+                raise RenderError("the rendered reply is empty", part="body")
+            _check_length("reply", text, MAX_REPLY_CHARS)
             rendered_subject = rendered_html = ""
         elif channel == Channel.EMAIL:
             raw_subject = _render_part("subject", subject, data, autoescape=False)

@@ -20,10 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth.models import Group, User
-from django.contrib.sessions.models import Session
 from django.core.management import call_command
 from django.db import transaction
 from django.test import Client
@@ -32,7 +30,8 @@ from django.utils import timezone
 
 from audit.models import AuditRecord
 from delivery.models import Attempt, Message, MessageState
-from delivery.services import suppression_add
+from delivery.suppressions import suppression_add
+from events.models import Event
 from flags.services import flag_set, flags_forget_cache
 from templates.services import template_create
 from tests.support.demo import load_demo_traffic
@@ -62,6 +61,10 @@ def _everyone_staff(status: int) -> dict[str, int]:
     return {role: status for role in ROLES if role != ANON}
 
 
+def _readers_page() -> dict[str, int]:
+    return {role: 200 if role in READERS else 403 for role in ROLES if role != ANON}
+
+
 MODELS: dict[str, Rights] = {
     "auth.group": Rights(ADMIN_ONLY, ADMIN_ONLY, ADMIN_ONLY, ADMIN_ONLY),
     "auth.user": Rights(
@@ -81,11 +84,16 @@ MODELS: dict[str, Rights] = {
     "flags.flag": Rights(READERS, change=OPS, overrides={"change": _everyone_staff(302)}),
     "flags.flagchange": Rights(READERS),
     "templates.template": Rights(READERS, add=OPS, change=OPS),
-    "events.jwksstate": Rights(READERS),
+    "identity.jwksstate": Rights(READERS),
     "events.event": Rights(READERS),
     "events.eventtype": Rights(READERS, ADMIN_ONLY, ADMIN_ONLY, ADMIN_ONLY),
     # Created by the Admin; its page is read-only (rotate and revoke are actions).
-    "events.serviceaccount": Rights(ADMIN_ONLY, add=ADMIN_ONLY),
+    "identity.serviceaccount": Rights(ADMIN_ONLY, add=ADMIN_ONLY),
+    # Incidents are read-only for everyone; resolving is an action. The SLO report reads.
+    "guard.incident": Rights(READERS, overrides={"guard_slo_report": _readers_page()}),
+    # Support rules are the operator's; trying one on a sample ticket only reads.
+    "support.rule": Rights(READERS, OPS, OPS, OPS, overrides={"test": _readers_page()}),
+    "support.ticket": Rights(READERS),
     "delivery.route": Rights(READERS, OPS, OPS, OPS),
     "delivery.suppression": Rights(READERS, add=OPS, delete=OPS),
     "delivery.message": Rights(READERS),
@@ -102,9 +110,10 @@ ACTIONS: dict[tuple[str, str], frozenset[str]] = {
     ("templates.template", "unwhitelist"): OPS,
     ("templates.template", "enable"): OPS,
     ("templates.template", "disable"): OPS,
-    ("events.jwksstate", "fetch_now"): ADMIN_ONLY,
-    ("events.serviceaccount", "rotate_secret"): ADMIN_ONLY,
-    ("events.serviceaccount", "revoke"): ADMIN_ONLY,
+    ("identity.jwksstate", "fetch_now"): ADMIN_ONLY,
+    ("guard.incident", "resolve"): OPS,
+    ("identity.serviceaccount", "rotate_secret"): ADMIN_ONLY,
+    ("identity.serviceaccount", "revoke"): ADMIN_ONLY,
     ("delivery.deadletter", "requeue"): OPS,
     ("delivery.deadletter", "discard"): OPS,
 }
@@ -169,11 +178,12 @@ def _expected(rights: Rights, kind: str, role: str) -> int:
 
 
 def _fingerprint() -> str:
-    """A digest of every row of every table (sessions aside: logging in writes them)."""
+    """A digest of every row of every model an admin screen shows (what an action can
+    change) and of the lineage. Request telemetry (sessions, the guard's measurements) is
+    not among them: every request writes it."""
     digest = hashlib.sha256()
-    for model in apps.get_models():
-        if model is Session or model._meta.proxy:
-            continue
+    models = {model for model in admin.site._registry if not model._meta.proxy} | {AuditRecord}
+    for model in sorted(models, key=lambda m: m._meta.label):
         rows = list(model._default_manager.order_by("pk").values())
         digest.update(f"{model._meta.label}:{json.dumps(rows, default=str)}".encode())
     return digest.hexdigest()
@@ -209,9 +219,24 @@ def world(db: Any, settings: Any) -> dict[str, Client]:
     )
     flag_set(name="PROMO_SENDS", value=False, actor="setup", reason="matrix", source="admin")
     suppression_add(channel="email", address="opt-out@example.org", reason="opt_out", actor="t")
-    from events.models import JwksState
+    from guard.models import Incident
+    from identity.models import JwksState
+    from support.models import Ticket
 
     JwksState.objects.create(url=settings.JWKS_URL)
+    Incident.objects.create(
+        trigger="queue_depth",
+        measured=900,
+        threshold=500,
+        window_seconds=300,
+        samples=5,
+        flag="DISPATCH_PAUSED",
+        flag_was_on=False,
+    )
+    event = Event.objects.first()
+    Ticket.objects.create(
+        event=event, caller=event.caller, ticket_id="T-1", channel="email", intent="other"
+    )
     now = timezone.now()
     for success in (True, False):
         Task.objects.create(
@@ -255,7 +280,7 @@ def _model_urls(label: str, model_admin: Any) -> Iterator[tuple[str, str]]:
         if not isinstance(pattern, URLPattern) or not pattern.name:
             continue
         kind = pattern.name.removeprefix(prefix)
-        args = [] if kind in ("changelist", "add") else [row.pk]
+        args = [row.pk] if pattern.pattern.converters else []  # an object's page or not
         yield kind, reverse(f"admin:{pattern.name}", args=args)
 
 

@@ -10,10 +10,10 @@ import pytest
 from django.contrib.auth.models import Permission, User
 
 from audit.models import AuditRecord
-from events.models import ServiceAccount
-from events.services import service_account_check, service_account_create
+from identity.models import ServiceAccount
+from identity.services import service_account_check, service_account_create
 
-ACCOUNTS = "/admin/events/serviceaccount/"
+ACCOUNTS = "/admin/identity/serviceaccount/"
 TEMPLATES = "/admin/templates/template/"
 
 

@@ -15,14 +15,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from django.utils import timezone
 
-from delivery.dispatcher import claim
+from delivery.claims import claim, messages_recover_expired_leases
 from delivery.models import Attempt, Lane, Message
-from delivery.services import (
-    Change,
-    message_transition,
-    messages_recover_expired_leases,
-    outbox_consume,
-)
+from delivery.outbox import outbox_consume
+from delivery.transitions import Change, message_transition
 from tests.delivery.conftest import set_flag, wait_until
 
 
@@ -114,9 +110,7 @@ def test_a_superseded_worker_records_only_a_stale_attempt(email_only, accept):
     moved = message_transition(
         changes=[Change(message=slow, values={"attempts": 1}, attempt=late)],
         state="sent",
-        from_states=["dispatching"],
         reason="provider accepted",
-        fenced=True,
     )
 
     assert moved == []
