@@ -85,10 +85,14 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 PORT = _int("PORT", 8000, minimum=1)
 APP_VERSION = "0.1.0"
+# Shown in the admin's header, so no one mistakes production for staging.
+ENVIRONMENT_NAME = env.str("ENVIRONMENT_NAME", default="local")
 BUILD = env.str("BUILD", default="dev")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # First: the console's templates override the admin's (dashboard, header, banners).
+    "console",
+    "console.apps.ConsoleAdminConfig",  # django.contrib.admin with the console's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -508,6 +512,7 @@ EVENT_MESSAGES_SELECTOR = "delivery.selectors.messages_for_event"
 PERIODIC_TASKS = [
     ("outbox-sweep", "events.handoff.outbox_sweep", 1),
     ("audit-seal", "audit.services.audit_seal", 1),
+    ("console-sample", "console.figures.sample_take", 1),
     ("jwks-refresh", "identity.jwks.jwks_refresh", 1),
     ("auth-pending-verify", "events.pending.pending_verify", 1),
     # Wakes due retries, gap waits, held messages and expired leases (loops ~1 min).
