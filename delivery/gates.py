@@ -67,7 +67,6 @@ def messages_expire_due(*, limit: int = 500) -> int:
         message_transition(
             changes=[Change(message=m) for m in due],
             state=MessageState.EXPIRED,
-            from_states=WAITING_STATES,
             reason="expires_at passed before dispatch",
             common={"next_attempt_at": Now()},
         )

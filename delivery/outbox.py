@@ -11,8 +11,7 @@ from django.db import transaction
 
 from audit.models import AuditRecord
 from audit.services import audit_build
-from comcenter.lib.bulk import rows_insert
-from delivery.clock import db_now
+from comcenter.lib.db import db_now, rows_insert
 from delivery.models import Lane, Message, MessageState, Route, WorkerLease
 from events.handoff import outbox_wake_consumed
 from events.models import Event, EventStatus, OutboxState

@@ -45,7 +45,8 @@ max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = max_requests // 10
 backlog = 2048
 
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+# Empty: no access log (it costs ~0.2 ms of CPU per request, measured on the ack path).
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 logger_class = "comcenter.lib.gunicorn_logging.GunicornJsonLogger"

@@ -17,7 +17,7 @@ from identity.auth import issue_access_token
 from identity.services import service_account_create
 
 # Real loopback servers for the network edge: smtp_server, sms_gateway.
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.identity.fixtures"]
 
 
 @pytest.fixture(scope="session", autouse=True)
