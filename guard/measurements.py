@@ -189,48 +189,63 @@ def _write(counts: Counts) -> None:
 # --- the per-process buffer ----------------------------------------------------------------
 
 
+# Buffered counts per (fine resolution, fine bucket, hour bucket): a request adds to one small
+# dict; the flush expands it into the counters of both resolutions.
+_Pending = dict[tuple[int, int, int], dict[str, int]]
+
+
+def _expand(pending: _Pending) -> Counts:
+    counts: Counts = {}
+    for (resolution, fine, hour), fields in pending.items():
+        for name, amount in fields.items():
+            counts[(resolution, fine, name)] = counts.get((resolution, fine, name), 0) + amount
+            counts[(HOUR, hour, name)] = counts.get((HOUR, hour, name), 0) + amount
+    return counts
+
+
 class _Buffer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: Counts = {}
+        self._pending: _Pending = {}
         self._next_flush = 0.0
 
     def add(self, fields: Mapping[str, int], at: float) -> None:
         resolution = int(settings.GUARD_BUCKET_SECONDS)
-        fine = (resolution, int(at // resolution) * resolution)
-        hour = (HOUR, int(at // HOUR) * HOUR)
+        key = (resolution, int(at // resolution) * resolution, int(at // HOUR) * HOUR)
         with self._lock:
-            counts = self._counts
-            for name, amount in fields.items():
-                for key in ((*fine, name), (*hour, name)):
-                    counts[key] = counts.get(key, 0) + amount
+            bucket = self._pending.get(key)
+            if bucket is None:
+                self._pending[key] = dict(fields)
+            else:
+                for name, amount in fields.items():
+                    bucket[name] = bucket.get(name, 0) + amount
             now = time.monotonic()
             if now < self._next_flush:
                 return
             self._next_flush = now + settings.GUARD_FLUSH_SECONDS
-            batch, self._counts = counts, {}
+            batch, self._pending = self._pending, {}
         try:
-            _write(batch)
+            _write(_expand(batch))
         except Exception as exc:
             _warn("flush", exc)
 
     def flush(self) -> None:
         with self._lock:
-            batch, self._counts = self._counts, {}
+            batch, self._pending = self._pending, {}
         try:
-            _write(batch)
+            _write(_expand(batch))
         except Exception as exc:
             _warn("flush", exc)
 
     def forget(self) -> None:
         with self._lock:
-            self._counts, self._next_flush = {}, 0.0
+            self._pending, self._next_flush = {}, 0.0
 
     def after_fork(self) -> None:
         """In a forked child (gunicorn, django-q2 workers): the parent's counts are the
         parent's to write, and its lock may have been held by another thread at the fork."""
         self._lock = threading.Lock()
-        self._counts, self._next_flush = {}, 0.0
+        self._pending, self._next_flush = {}, 0.0
 
 
 _buffer = _Buffer()
