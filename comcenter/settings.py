@@ -85,10 +85,14 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 PORT = _int("PORT", 8000, minimum=1)
 APP_VERSION = "0.1.0"
+# Shown in the admin's header, so no one mistakes production for staging.
+ENVIRONMENT_NAME = env.str("ENVIRONMENT_NAME", default="local")
 BUILD = env.str("BUILD", default="dev")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # First: the console's templates override the admin's (dashboard, header, banners).
+    "console",
+    "console.apps.ConsoleAdminConfig",  # django.contrib.admin with the console's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -107,6 +111,7 @@ INSTALLED_APPS = [
     "events",
     "delivery",
     "guard",
+    "support",
 ]
 
 MIDDLEWARE = [
@@ -355,11 +360,22 @@ if SMS_GATEWAY_URL and not (SMS_ACCOUNT_SID and SMS_AUTH_TOKEN and SMS_FROM):
         "SMS_GATEWAY_URL is set, so SMS_ACCOUNT_SID, SMS_AUTH_TOKEN and SMS_FROM must be set too"
     )
 
+# Support routing (support/, SPEC §10): the Richpanel-shaped helpdesk API and the classifier.
+HELPDESK_URL = _url("HELPDESK_URL")
+HELPDESK_API_KEY = env.str("HELPDESK_API_KEY", default="")
+HELPDESK_TIMEOUT = _float("HELPDESK_TIMEOUT", 10.0)
+if HELPDESK_URL and not HELPDESK_API_KEY:
+    raise ImproperlyConfigured("HELPDESK_URL is set, so HELPDESK_API_KEY must be set too")
+SUPPORT_CLASSIFIER = env.str("SUPPORT_CLASSIFIER", default="support.classifier.RuleClassifier")
+
 # The provider class of each channel, by dotted path (delivery/providers/registry.py).
 DELIVERY_PROVIDERS = {
     "email": "delivery.providers.email.EmailProvider",
     "sms": "delivery.providers.sms.TwilioSmsProvider",
+    "helpdesk": "support.helpdesk.RichpanelProvider",
 }
+# Event types whose messages another app shapes (delivery/hooks.py), by dotted path.
+DELIVERY_EVENT_HOOKS = {"ticket.created": "support.hooks.TicketHooks"}
 
 SEND_RATE_PER_MINUTE = _int("SEND_RATE_PER_MINUTE", 10, minimum=1)
 # Per-provider limits on top of the global one, by provider name, e.g. "email=600,twilio=60";
@@ -394,7 +410,12 @@ _FLAG_NAMES = (
 FLAG_ENV = {name: _bool(name, False) for name in _FLAG_NAMES if name in os.environ}
 FLAG_CACHE_SECONDS = _float("FLAG_CACHE_SECONDS", 2.0)
 
-# --- the automatic guard and the shared measurements (guard/) ---------------------------
+# --- the automatic guard and the shared measurements (SPEC §8; guard/) -------------------
+# Off under the test runner, in every process a test starts too (they inherit the variable):
+# the suite's own traffic (forged tokens, failing views) must not trip it in a worker that
+# another test started; the guard's tests turn it on where they evaluate it.
+if TESTING:
+    os.environ.setdefault("GUARD_ENABLED", "false")
 GUARD_ENABLED = _bool("GUARD_ENABLED", True)
 GUARD_INTERVAL_SECONDS = _float("GUARD_INTERVAL_SECONDS", 15.0, minimum=0.1)
 if GUARD_INTERVAL_SECONDS > 15:
@@ -484,6 +505,10 @@ LOGGING = {
     },
 }
 
+# Checks of an event type's `data` run at the intake before anything is stored, by dotted
+# path (a function raising DRF's ValidationError), so that `events` imports no other app.
+EVENT_DATA_VALIDATORS = {"ticket.created": "support.intake.ticket_data_validate"}
+
 # Where the events API reads an event's messages from, by dotted path, so that `events`
 # never imports `delivery`.
 EVENT_MESSAGES_SELECTOR = "delivery.selectors.messages_for_event"
@@ -492,6 +517,7 @@ EVENT_MESSAGES_SELECTOR = "delivery.selectors.messages_for_event"
 PERIODIC_TASKS = [
     ("outbox-sweep", "events.handoff.outbox_sweep", 1),
     ("audit-seal", "audit.services.audit_seal", 1),
+    ("console-sample", "console.figures.sample_take", 1),
     ("jwks-refresh", "identity.jwks.jwks_refresh", 1),
     ("auth-pending-verify", "events.pending.pending_verify", 1),
     # Wakes due retries, gap waits, held messages and expired leases (loops ~1 min).
