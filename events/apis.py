@@ -10,8 +10,6 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
-from django.http.request import RawPostDataException
 from django.utils.module_loading import import_string
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import parsers, permissions, status
@@ -23,6 +21,13 @@ from rest_framework.views import APIView
 from comcenter.lib.errors import ApiError
 from comcenter.lib.latency import ack_latency_record
 from comcenter.lib.metrics import ACK_LATENCY, EVENTS
+from comcenter.lib.wire import (
+    IDEMPOTENCY_KEY_RULE,
+    BodyTooLarge,
+    idempotency_key_valid,
+    quoted,
+    request_body_read,
+)
 from events import services
 from events.auth import HasScope, issue_access_token, record_auth_failure
 from events.identity import Caller
@@ -39,7 +44,11 @@ from events.serializers import (
 from events.throttles import IntakeThrottle, TokenThrottle
 
 _ERROR_TEXT = {
-    400: "Malformed JSON or invalid fields (field-level detail)",
+    400: (
+        "Malformed JSON, a member named twice in one object, invalid fields (field-level "
+        "detail), an idempotency key breaking the key rule, or body and Idempotency-Key "
+        "header keys that disagree"
+    ),
     401: "Missing, expired or forged credentials",
     403: "Valid identity without the needed scope",
     404: "No such event for this caller",
@@ -65,6 +74,37 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class DuplicateMember(ValueError):
+    """A JSON object names a member twice. JSON parsers disagree on which one wins (the last,
+    the first, an error), so a signer and we could read different events from the same
+    bytes: refused, never resolved."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise DuplicateMember(name)
+            seen.add(name)
+    return result
+
+
+def body_read(request: Request, *, max_bytes: int) -> bytes:
+    """The raw body (chunked or not), or a 413 when over `max_bytes`."""
+    try:
+        return request_body_read(request, max_bytes=max_bytes)
+    except BodyTooLarge:
+        raise _reject(
+            413, "payload_too_large", f"The body may be at most {max_bytes} bytes."
+        ) from None
+
+
 def parse_json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
     """The request body as a JSON object, or an ApiError with a precise status.
 
@@ -73,26 +113,18 @@ def parse_json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
     content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise _reject(415, "unsupported_media_type", "Send the body as application/json.")
+    body = body_read(request, max_bytes=max_bytes)
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > max_bytes:
-        raise _reject(413, "payload_too_large", f"The body may be at most {max_bytes} bytes.")
-    try:
-        body = request.body
-    except (RequestDataTooBig, RawPostDataException):
-        raise _reject(
-            413, "payload_too_large", f"The body may be at most {max_bytes} bytes."
-        ) from None
-    if len(body) > max_bytes:
-        raise _reject(413, "payload_too_large", f"The body may be at most {max_bytes} bytes.")
-    try:
-        parsed = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        parsed = json.loads(
+            body.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_object
+        )
     except UnicodeDecodeError:
         raise _reject(400, "malformed_json", "The body is not valid UTF-8.") from None
     except RecursionError:
         raise _reject(400, "malformed_json", "The JSON is nested too deeply.") from None
+    except DuplicateMember as exc:
+        detail = {"body": [f"Member {quoted(exc.name)!r} appears twice in one object."]}
+        raise _reject(400, "invalid_fields", detail, "duplicate_member") from None
     except ValueError as exc:
         raise _reject(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
@@ -120,6 +152,14 @@ def validate_event(parsed: dict[str, Any], header_key: str | None) -> tuple[dict
     except ValidationError as exc:
         raise _reject(400, "invalid_fields", exc.detail, "invalid_fields") from None
     body_key = payload.pop("idempotency_key", None)
+    for given in (body_key, header_key):
+        if given and not idempotency_key_valid(given):
+            raise _reject(
+                400,
+                "invalid_fields",
+                {"idempotency_key": [f"An idempotency key is {IDEMPOTENCY_KEY_RULE}."]},
+                "invalid_fields",
+            )
     if header_key is not None and body_key is not None and header_key != body_key:
         raise _reject(
             400,
@@ -133,13 +173,6 @@ def validate_event(parsed: dict[str, Any], header_key: str | None) -> tuple[dict
             400,
             "invalid_fields",
             {"idempotency_key": ["Required, in the body or the Idempotency-Key header."]},
-            "invalid_fields",
-        )
-    if len(key) > 255:
-        raise _reject(
-            400,
-            "invalid_fields",
-            {"idempotency_key": ["At most 255 characters."]},
             "invalid_fields",
         )
     known = services.known_event_types()
@@ -209,7 +242,9 @@ class EventListCreateApi(APIView):
     @extend_schema(
         operation_id="events_create",
         summary="Submit an event",
-        request=EventInSerializer,
+        # The views read the raw body themselves (no parser_classes), so drf-spectacular
+        # would publish no body at all: the media type is named here.
+        request={"application/json": EventInSerializer},
         parameters=[
             OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False),
             OpenApiParameter("X-Request-ID", str, OpenApiParameter.HEADER, required=False),

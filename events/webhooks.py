@@ -14,17 +14,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
-from django.http.request import RawPostDataException
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import authentication, parsers, permissions
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from comcenter.lib.errors import ApiError
-from comcenter.lib.metrics import EVENTS
-from events.apis import accept_and_respond, parse_json_body, validate_event
+from events.apis import accept_and_respond, body_read, parse_json_body, validate_event
 from events.auth import AuthFailed, HasScope, record_auth_failure
 from events.identity import Caller
 from events.serializers import ErrorSerializer, EventAcceptedSerializer, EventInSerializer
@@ -35,36 +31,14 @@ if TYPE_CHECKING:
     from rest_framework.request import Request
 
 
-def _too_large() -> ApiError:
-    EVENTS.labels(outcome="rejected", reason="payload_too_large").inc()
-    limit = settings.MAX_EVENT_BYTES
-    return ApiError(413, "payload_too_large", f"The body may be at most {limit} bytes.")
-
-
-def _raw_body(request: Request) -> bytes:
-    """The raw body, refused with 413 when over MAX_EVENT_BYTES (declared or actual)."""
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > settings.MAX_EVENT_BYTES:
-        raise _too_large()
-    try:
-        body = request.body
-    except (RequestDataTooBig, RawPostDataException):
-        raise _too_large() from None
-    if len(body) > settings.MAX_EVENT_BYTES:
-        raise _too_large()
-    return body
-
-
 class WebhookSignatureAuthentication(authentication.BaseAuthentication):
     """The caller `webhook:<source>` with scope events:write, for a valid signature."""
 
     def authenticate(self, request: Request) -> tuple[Caller, None]:
         kwargs = (request.parser_context or {}).get("kwargs", {})
         source = str(kwargs.get("source", ""))
-        body = _raw_body(request)
+        # Size first (413), before any HMAC is computed over the body.
+        body = body_read(request, max_bytes=settings.MAX_EVENT_BYTES)
         meta = request.META
         try:
             webhook_signature_verify(
@@ -151,7 +125,9 @@ class WebhookApi(APIView):
             "The body is an event as for POST /api/v1/events. The body size is checked "
             "before the signature; an unknown source is answered like a wrong signature."
         ),
-        request=EventInSerializer,
+        # The views read the raw body themselves (no parser_classes), so drf-spectacular
+        # would publish no body at all: the media type is named here.
+        request={"application/json": EventInSerializer},
         parameters=[
             OpenApiParameter(
                 "source",
@@ -164,7 +140,11 @@ class WebhookApi(APIView):
         responses={
             202: EventAcceptedSerializer,
             200: OpenApiResponse(EventAcceptedSerializer, "Duplicate of an earlier webhook-id"),
-            400: OpenApiResponse(ErrorSerializer, "Malformed JSON or invalid fields"),
+            400: OpenApiResponse(
+                ErrorSerializer,
+                "Malformed JSON, a member named twice, invalid fields, or a body "
+                "`idempotency_key` that differs from webhook-id",
+            ),
             401: OpenApiResponse(
                 ErrorSerializer,
                 "Missing or malformed signature headers, a timestamp outside the tolerance, "
@@ -173,7 +153,9 @@ class WebhookApi(APIView):
             409: OpenApiResponse(ErrorSerializer, "webhook-id reused with another payload"),
             413: OpenApiResponse(ErrorSerializer, "Body over MAX_EVENT_BYTES"),
             415: OpenApiResponse(ErrorSerializer, "Body not application/json"),
-            422: OpenApiResponse(ErrorSerializer, "Unknown event type"),
+            422: OpenApiResponse(
+                ErrorSerializer, "Unknown event type (the detail names the known ones)"
+            ),
             429: OpenApiResponse(ErrorSerializer, "Throttled (per source); see Retry-After"),
         },
     )
