@@ -57,7 +57,10 @@ _ERROR_TEXT = {
     415: "Body is not application/json",
     422: "Unknown event type (the detail names the known ones)",
     429: "Throttled; see Retry-After",
-    503: "Identity provider unreachable and its queue of unverified events full; see Retry-After",
+    503: (
+        "The database is unreachable, or the identity provider is and its queue of unverified "
+        "events is full; nothing was stored; see Retry-After"
+    ),
 }
 
 

@@ -157,6 +157,9 @@ class WebhookApi(APIView):
                 ErrorSerializer, "Unknown event type (the detail names the known ones)"
             ),
             429: OpenApiResponse(ErrorSerializer, "Throttled (per source); see Retry-After"),
+            503: OpenApiResponse(
+                ErrorSerializer, "The database is unreachable; nothing was stored; see Retry-After"
+            ),
         },
     )
     def post(self, request: Request, source: str) -> Response:
