@@ -11,7 +11,12 @@ from typing import Any
 
 from django.conf import settings
 from django.utils.module_loading import import_string
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework import parsers, permissions, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -22,6 +27,7 @@ from comcenter.lib.errors import ApiError
 from comcenter.lib.latency import ack_latency_record
 from comcenter.lib.metrics import ACK_LATENCY, EVENTS
 from comcenter.lib.wire import (
+    IDEMPOTENCY_KEY_PATTERN,
     IDEMPOTENCY_KEY_RULE,
     BodyTooLarge,
     idempotency_key_valid,
@@ -62,6 +68,29 @@ _ERROR_TEXT = {
         "events is full; nothing was stored; see Retry-After"
     ),
 }
+
+
+# The event of the walk-through, published as the request example: Swagger's "Try it out"
+# starts from it, and the contract run in CI (tests/contract/) sends it and expects a 202.
+EVENT_EXAMPLE = OpenApiExample(
+    "deadline_soon",
+    request_only=True,
+    value={
+        "event_type": "deadline_soon",
+        "idempotency_key": "scholarship-api:evt-81f3",
+        "ordering_key": "student-42",
+        "sequence": 7,
+        "recipient": {
+            "id": "student-42",
+            "email": "a@example.org",
+            "phone": "+12025550123",
+            "locale": "en",
+        },
+        "data": {"scholarship": "STEM Futures", "deadline": "2026-12-01"},
+        "occurred_at": "2026-11-21T20:00:00Z",
+        "expires_at": "2026-12-01T00:00:00Z",
+    },
+)
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
@@ -248,8 +277,17 @@ class EventListCreateApi(APIView):
         # The views read the raw body themselves (no parser_classes), so drf-spectacular
         # would publish no body at all: the media type is named here.
         request={"application/json": EventInSerializer},
+        examples=[EVENT_EXAMPLE],
         parameters=[
-            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False),
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Instead of the body's idempotency_key (or equal to it). "
+                f"{IDEMPOTENCY_KEY_RULE}.",
+                pattern=IDEMPOTENCY_KEY_PATTERN,
+            ),
             OpenApiParameter("X-Request-ID", str, OpenApiParameter.HEADER, required=False),
         ],
         responses={

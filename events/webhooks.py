@@ -20,6 +20,7 @@ from rest_framework import authentication, parsers, permissions
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from comcenter.lib.wire import IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE
 from events.apis import accept_and_respond, body_read, parse_json_body, validate_event
 from events.auth import AuthFailed, HasScope, record_auth_failure
 from events.identity import Caller
@@ -87,8 +88,9 @@ _SIGNATURE_HEADERS = [
         str,
         OpenApiParameter.HEADER,
         required=True,
-        description="Unique message id, 1-255 printable ASCII characters; the event's "
-        "idempotency key (a body `idempotency_key`, if any, must equal it).",
+        description=f"Unique message id: the event's idempotency key ({IDEMPOTENCY_KEY_RULE}; "
+        "a body `idempotency_key`, if any, must equal it).",
+        pattern=IDEMPOTENCY_KEY_PATTERN,
     ),
     OpenApiParameter(
         "webhook-timestamp",
@@ -96,6 +98,7 @@ _SIGNATURE_HEADERS = [
         OpenApiParameter.HEADER,
         required=True,
         description="Whole seconds since the Unix epoch; accepted within ±300 s of our clock.",
+        pattern="^[0-9]{1,12}$",
     ),
     OpenApiParameter(
         "webhook-signature",

@@ -17,7 +17,10 @@ from django.http.request import RawPostDataException
 # that look alike (NFC/NFD, fullwidth forms) can name two events; no comma, because a WSGI
 # server joins a repeated header with commas, and a joined `Idempotency-Key: k1,k2` must be
 # refused, not taken for a key of its own; no space, so that "k" and "k " never differ.
-IDEMPOTENCY_KEY = re.compile(r"\A[\x21-\x2b\x2d-\x7e]{1,255}\Z")
+_KEY_CHARACTERS = r"[\x21-\x2b\x2d-\x7e]{1,255}"
+IDEMPOTENCY_KEY = re.compile(rf"\A{_KEY_CHARACTERS}\Z")
+# The same rule as an OpenAPI (ECMA-262) pattern, for the published header parameters.
+IDEMPOTENCY_KEY_PATTERN = f"^{_KEY_CHARACTERS}$"
 IDEMPOTENCY_KEY_RULE = (
     "1 to 255 printable ASCII characters, no space or comma; compared exactly, never "
     "trimmed or normalised"
