@@ -104,7 +104,7 @@ def audit_seal(*, batch: int = 2000, limit: int | None = None) -> int:
             head = (
                 AuditRecord.objects.exclude(seq=None).order_by("-seq").values("seq", "hash").first()
             )
-            seq = head["seq"] if head else 0
+            seq = (head["seq"] or 0) if head else 0
             prev_hash = head["hash"] if head else GENESIS
             rows = list(
                 AuditRecord.objects.filter(seq=None).order_by("id").values(*CHAINED_FIELDS)[:batch]

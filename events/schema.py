@@ -1,30 +1,11 @@
-"""OpenAPI descriptions drf-spectacular cannot infer: our bearer authentication, and the
-strict serializers (unknown members refused, "one of these fields required")."""
+"""OpenAPI descriptions drf-spectacular cannot infer from the strict serializers: unknown
+members are refused, and "one of these fields is required"."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.extensions import (
-    OpenApiAuthenticationExtension,
-    OpenApiSerializerExtension,
-)
-
-
-class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
-    target_class = "events.auth.BearerAuthentication"
-    name = "bearerAuth"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "bearerFormat": "JWT",
-            "description": (
-                "An access token from POST /api/v1/auth/token (client credentials), or a "
-                "token of the configured identity provider (RS256/ES256, verified by JWKS)."
-            ),
-        }
+from drf_spectacular.extensions import OpenApiSerializerExtension
 
 
 class StrictSerializerSchema(OpenApiSerializerExtension):

@@ -1,15 +1,11 @@
-"""Wire formats of the API, each defined once: the idempotency key, the phone number, the
-request body a view reads itself, and how unvalidated text is quoted back in an error.
+"""Wire formats of the API, each defined once: the idempotency key, the phone number, and
+how unvalidated text is quoted back in an error.
 
 This module imports no app of ours (comcenter/lib is below every app)."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
-
-from django.core.exceptions import RequestDataTooBig
-from django.http.request import RawPostDataException
 
 # The one idempotency-key rule, for the body's `idempotency_key`, the `Idempotency-Key`
 # header and the webhooks' `webhook-id`: 1 to 255 printable ASCII characters other than the
@@ -40,43 +36,3 @@ def quoted(text: str, *, limit: int = 80) -> str:
     cut to `limit` characters."""
     safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return safe if len(safe) <= limit else safe[: limit - 1] + "…"
-
-
-class BodyTooLarge(Exception):
-    """The request body is over the caller's limit (declared or actual)."""
-
-
-def request_body_read(request: Any, *, max_bytes: int) -> bytes:
-    """The raw request body, at most `max_bytes`, or BodyTooLarge.
-
-    Django reads only CONTENT_LENGTH bytes, so a body sent with `Transfer-Encoding: chunked`
-    (no Content-Length) would read as empty. A server that dechunks it (gunicorn) says so with
-    `wsgi.input_terminated`: then the stream is read to its end here, never more than one
-    byte past the limit. The body is kept on the request (`request.body` returns it), so a
-    signature check and the JSON parser read the same bytes. `request` is Django's or DRF's
-    request."""
-    request = getattr(request, "_request", request)
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > max_bytes:
-        raise BodyTooLarge
-    environ = request.environ
-    if (
-        not declared
-        and environ.get("wsgi.input_terminated")
-        and not hasattr(request, "_body")
-        and not getattr(request, "_read_started", False)
-    ):
-        body = environ["wsgi.input"].read(max_bytes + 1)
-        # Django's own cache of the body: from here on `request.body` is these bytes.
-        request._body = body
-    else:
-        try:
-            body = request.body
-        except (RequestDataTooBig, RawPostDataException):
-            raise BodyTooLarge from None
-    if len(body) > max_bytes:
-        raise BodyTooLarge
-    return body

@@ -53,8 +53,9 @@ def main() -> int:
     django.setup()
     from django.core.management import call_command
 
-    from events.auth import issue_access_token
-    from events.services import event_type_ensure, service_account_create
+    from events.services import event_type_ensure
+    from identity.auth import issue_access_token
+    from identity.services import service_account_create
     from tests.support.web import WebServer
 
     call_command("migrate", verbosity=0, interactive=False)

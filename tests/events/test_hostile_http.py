@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from events.auth import issue_access_token
 from events.models import Event
-from events.services import event_type_ensure, service_account_create
+from events.services import event_type_ensure
+from identity.auth import issue_access_token
+from identity.services import service_account_create
 from tests.support.web import RawResponse, WebServer, http_request
 
 pytestmark = pytest.mark.slow

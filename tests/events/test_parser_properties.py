@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from comcenter.lib.errors import ApiError
 from comcenter.lib.wire import IDEMPOTENCY_KEY
-from events.apis import parse_json_body, validate_event
+from events.intake import parse_json_body, validate_event
 from events.models import Event
 from events.services import event_accept, event_type_ensure
 
