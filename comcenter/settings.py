@@ -378,6 +378,8 @@ RETRY_BASE_SECONDS = _float("RETRY_BASE_SECONDS", 30.0)
 RETRY_CAP_SECONDS = _float("RETRY_CAP_SECONDS", 3600.0)
 RETRY_MAX_ATTEMPTS = _int("RETRY_MAX_ATTEMPTS", 8, minimum=1)
 DISPATCH_LEASE_SECONDS = _int("DISPATCH_LEASE_SECONDS", 60, minimum=5)
+# A provider found down is probed with one message every this many seconds (delivery/circuit.py).
+PROVIDER_PROBE_SECONDS = _float("PROVIDER_PROBE_SECONDS", 2.0)
 DISPATCH_BATCH_SIZE = _int("DISPATCH_BATCH_SIZE", 100, minimum=1)
 
 # --- flags: initial values from the environment (safer wins; see flags/registry.py) -----

@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db.models.functions import Now
 
 from comcenter.lib.context import request_id_bound
+from delivery.circuit import circuit_close, circuit_trip, provider_down
 from delivery.clock import DbClock
 from delivery.gates import message_gate
 from delivery.models import WAITING_STATES, Attempt, AttemptOutcome, Message, MessageState
@@ -74,9 +75,19 @@ class Batch:
     fenced = True
 
     def __init__(
-        self, provider: Provider, messages: list[Message], tokens: int, claimed_at: float
+        self,
+        provider: Provider,
+        messages: list[Message],
+        tokens: int,
+        claimed_at: float,
+        *,
+        probe: bool = False,
     ) -> None:
         self.provider = provider
+        # The batch probes a provider found down (delivery/circuit.py): its success closes
+        # the circuit. `down_until` is set once a send of this batch found it down.
+        self.probe = probe
+        self.down_until: datetime | None = None
         self.messages = messages
         self.tokens = tokens
         self.clock = DbClock()
@@ -117,6 +128,14 @@ class Batch:
             return
         if self.lease_end - time.monotonic() < LEASE_MARGIN_CALLS * self.timeout:
             self._defer(message, MessageState.PENDING, "lease budget spent; back in line")
+            return
+        if self.down_until is not None:
+            self._defer(
+                message,
+                MessageState.PENDING,
+                "provider down; back in line without an attempt",
+                next_attempt_at=self.down_until,
+            )
             return
         self.tokens = max(0, self.tokens - 1)
         self._send(message, rendered, version_id)
@@ -186,6 +205,9 @@ class Batch:
             )
             self._failed(message, error, number, started, rendered, version_id)
             return
+        if self.probe:
+            self.probe = False
+            circuit_close(provider=self.provider.name, channel=message.channel)
         attempt = self._attempt(message, number, started, AttemptOutcome.SENT, sent.response_code)
         self._write_now(
             message,
@@ -212,6 +234,8 @@ class Batch:
         if not error.permanent:
             # The session may be broken (a 421 closes the channel); a fresh one is cheap.
             self._drop_session()
+        if provider_down(error):
+            self.down_until = circuit_trip(provider=self.provider.name)
         text = (error.message or type(error).__name__)[:MAX_ERROR_LENGTH]
         outcome = AttemptOutcome.PERMANENT if error.permanent else AttemptOutcome.TRANSIENT
         attempt = self._attempt(message, number, started, outcome, error.response_code, text)
@@ -302,8 +326,9 @@ class Batch:
         if state == MessageState.DRY_RUN:
             values["dispatched_at"] = Now()
         if state == MessageState.PENDING:
-            # Back in line without an attempt: due again at once (or when the limit allows).
-            values["next_attempt_at"] = Now()
+            # Back in line without an attempt: due again at once (or when the limit allows,
+            # or when a provider found down is probed again).
+            values.setdefault("next_attempt_at", Now())
         if "last_error" not in values and state in (MessageState.DEAD, MessageState.BLOCKED):
             values["last_error"] = reason[:MAX_ERROR_LENGTH]
         self.deferred.setdefault((state, reason), []).append(self._change(message, values))

@@ -274,6 +274,19 @@ class WorkerLease(models.Model):
         return self.name
 
 
+class ProviderCircuit(models.Model):
+    """A provider found down (delivery/circuit.py): while `open_until` is ahead no worker
+    claims its messages; once it has passed, one message goes out as the probe. Shared by
+    every worker so that an outage is detected once, not by every message."""
+
+    provider = models.CharField(max_length=50, primary_key=True)
+    opened_at = models.DateTimeField()
+    open_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.provider
+
+
 class RateBucket(models.Model):
     """A shared rate limiter (GCRA): `tat` is the theoretical arrival time of the next send.
     One row per limit ("global", "provider:<name>"), so every worker process and node draws
