@@ -2,8 +2,9 @@
 spending attempts, and they go out within seconds of the recovery.
 
 - **Trip**: a send that finds the provider unreachable (connection refused or reset, a
-  timeout, a gateway's 502/503/504) opens the provider's circuit for PROVIDER_PROBE_SECONDS. That one message spends an attempt; the
-  rest of its batch goes back in line without one (`held` until the circuit's probe time).
+  timeout, a gateway's 502/503/504) opens the provider's circuit for PROVIDER_PROBE_SECONDS.
+  That one message spends an attempt; the rest of its batch goes back in line without one
+  (pending, due at the circuit's probe time).
 - **Open**: no worker claims the provider's messages (one indexed read per batch).
 - **Probe**: once `open_until` has passed, a batch of one message is claimed. A failure
   re-opens the circuit; a success closes it and makes the messages that failed during the
