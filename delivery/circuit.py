@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models.functions import Now
 
-from delivery.clock import db_now
+from comcenter.lib.db import db_now
 from delivery.models import Message, MessageState, ProviderCircuit
 from delivery.providers.base import CODE_CONNECTION, CODE_TIMEOUT, ProviderError
 

@@ -19,7 +19,12 @@ from rest_framework.views import APIView
 
 from comcenter.lib.errors import ApiError, ErrorSerializer
 from comcenter.lib.wire import IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE
-from events.intake import accept_and_respond, parse_json_body, validate_event
+from events.intake import (
+    accept_and_respond,
+    parse_json_body,
+    refuse_if_intake_paused,
+    validate_event,
+)
 from events.models import Event
 from events.serializers import EventAcceptedSerializer, EventInSerializer, EventOutSerializer
 from identity.auth import HasScope, request_caller
@@ -40,8 +45,9 @@ _ERROR_TEXT = {
     422: "Unknown event type (the detail names the known ones)",
     429: "Throttled; see Retry-After",
     503: (
-        "The database is unreachable, or the identity provider is and its queue of unverified "
-        "events is full; nothing was stored; see Retry-After"
+        "intake_paused (INTAKE_PAUSED is on), the database unreachable, or the identity "
+        "provider unreachable and its queue of unverified events full; nothing is stored; "
+        "see Retry-After"
     ),
 }
 
@@ -80,6 +86,10 @@ class EventListCreateApi(APIView):
     required_scope = "events:write"
     throttle_classes = [IntakeThrottle]
     parser_classes: list[type[parsers.BaseParser]] = []
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        refuse_if_intake_paused()
+        super().initial(request, *args, **kwargs)
 
     @extend_schema(
         operation_id="events_create",

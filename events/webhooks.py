@@ -11,6 +11,8 @@ floods cannot use up a partner's quota.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import parsers, permissions
@@ -20,7 +22,12 @@ from rest_framework.views import APIView
 
 from comcenter.lib.errors import ErrorSerializer
 from comcenter.lib.wire import IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE
-from events.intake import accept_and_respond, parse_json_body, validate_event
+from events.intake import (
+    accept_and_respond,
+    parse_json_body,
+    refuse_if_intake_paused,
+    validate_event,
+)
 from events.serializers import EventAcceptedSerializer, EventInSerializer
 from identity.auth import HasScope, request_caller
 from identity.throttles import WebhookThrottle
@@ -65,6 +72,10 @@ class WebhookApi(APIView):
     throttle_classes = [WebhookThrottle]
     parser_classes: list[type[parsers.BaseParser]] = []
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        refuse_if_intake_paused()
+        super().initial(request, *args, **kwargs)
+
     @extend_schema(
         operation_id="webhooks_create",
         summary="Submit an event signed per Standard Webhooks",
@@ -105,7 +116,9 @@ class WebhookApi(APIView):
             ),
             429: OpenApiResponse(ErrorSerializer, "Throttled (per source); see Retry-After"),
             503: OpenApiResponse(
-                ErrorSerializer, "The database is unreachable; nothing was stored; see Retry-After"
+                ErrorSerializer,
+                "intake_paused (INTAKE_PAUSED is on) or the database unreachable; nothing is "
+                "stored; see Retry-After",
             ),
         },
     )

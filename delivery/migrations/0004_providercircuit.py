@@ -2,7 +2,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("delivery", "0002_lane_per_channel")]
+    dependencies = [("delivery", "0003_lane_per_channel")]
 
     operations = [
         migrations.CreateModel(

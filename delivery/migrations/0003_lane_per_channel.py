@@ -28,7 +28,7 @@ def split_lanes(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("delivery", "0001_initial")]
+    dependencies = [("delivery", "0002_helpdesk_channel")]
 
     operations = [
         migrations.RemoveConstraint(model_name="lane", name="lane_unique"),
