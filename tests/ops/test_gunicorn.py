@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.servers import database_url, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = 120
@@ -28,29 +28,16 @@ REQUESTS = 120
 pytestmark = pytest.mark.slow
 
 
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def server(django_db_setup: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "stdout.log"
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     env = dict(os.environ)
     env.update(
         SECRET_KEY=secrets.token_urlsafe(50),
-        DATABASE_URL=_database_url(),
+        DATABASE_URL=database_url(),
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
         GUNICORN_BIND=f"127.0.0.1:{port}",
         WEB_CONCURRENCY="2",
