@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,6 +23,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 TESTING = "pytest" in sys.modules
 if TESTING:
     os.environ["ENV_FILE"] = ""
+    # The warning-repeat markers of one test run (and of the processes its tests start),
+    # never those of a developer's server or of an earlier run.
+    os.environ.setdefault("LOG_REPEAT_DIR", tempfile.mkdtemp(prefix="comcenter-test-logs-"))
 env = environ.Env()
 _env_file_name = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
 if _env_file_name and Path(_env_file_name).exists():
@@ -85,10 +89,14 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 PORT = _int("PORT", 8000, minimum=1)
 APP_VERSION = "0.1.0"
+# Shown in the admin's header, so no one mistakes production for staging.
+ENVIRONMENT_NAME = env.str("ENVIRONMENT_NAME", default="local")
 BUILD = env.str("BUILD", default="dev")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # First: the console's templates override the admin's (dashboard, header, banners).
+    "console",
+    "console.apps.ConsoleAdminConfig",  # django.contrib.admin with the console's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -389,6 +397,8 @@ RETRY_BASE_SECONDS = _float("RETRY_BASE_SECONDS", 30.0)
 RETRY_CAP_SECONDS = _float("RETRY_CAP_SECONDS", 3600.0)
 RETRY_MAX_ATTEMPTS = _int("RETRY_MAX_ATTEMPTS", 8, minimum=1)
 DISPATCH_LEASE_SECONDS = _int("DISPATCH_LEASE_SECONDS", 60, minimum=5)
+# A provider found down is probed with one message every this many seconds (delivery/circuit.py).
+PROVIDER_PROBE_SECONDS = _float("PROVIDER_PROBE_SECONDS", 2.0)
 DISPATCH_BATCH_SIZE = _int("DISPATCH_BATCH_SIZE", 100, minimum=1)
 
 # --- flags: initial values from the environment (safer wins; see flags/registry.py) -----
@@ -406,7 +416,12 @@ _FLAG_NAMES = (
 FLAG_ENV = {name: _bool(name, False) for name in _FLAG_NAMES if name in os.environ}
 FLAG_CACHE_SECONDS = _float("FLAG_CACHE_SECONDS", 2.0)
 
-# --- the automatic guard and the shared measurements (guard/) ---------------------------
+# --- the automatic guard and the shared measurements (SPEC §8; guard/) -------------------
+# Off under the test runner, in every process a test starts too (they inherit the variable):
+# the suite's own traffic (forged tokens, failing views) must not trip it in a worker that
+# another test started; the guard's tests turn it on where they evaluate it.
+if TESTING:
+    os.environ.setdefault("GUARD_ENABLED", "false")
 GUARD_ENABLED = _bool("GUARD_ENABLED", True)
 GUARD_INTERVAL_SECONDS = _float("GUARD_INTERVAL_SECONDS", 15.0, minimum=0.1)
 if GUARD_INTERVAL_SECONDS > 15:
@@ -474,6 +489,11 @@ LOGGING = {
     "filters": {
         "request_id": {"()": "comcenter.lib.logging.RequestIdFilter"},
         "redact": {"()": "comcenter.lib.logging.RedactFilter"},
+        "repeats": {
+            "()": "comcenter.lib.logging.RepeatLimitFilter",
+            "interval": _int("LOG_REPEAT_SECONDS", 60, minimum=0),
+            "directory": env.str("LOG_REPEAT_DIR", default=""),
+        },
     },
     "formatters": {"json": {"()": "comcenter.lib.logging.JsonFormatter"}},
     "handlers": {
@@ -481,7 +501,7 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
             "formatter": "json",
-            "filters": ["request_id", "redact"],
+            "filters": ["repeats", "request_id", "redact"],
         }
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
@@ -508,6 +528,7 @@ EVENT_MESSAGES_SELECTOR = "delivery.selectors.messages_for_event"
 PERIODIC_TASKS = [
     ("outbox-sweep", "events.handoff.outbox_sweep", 1),
     ("audit-seal", "audit.services.audit_seal", 1),
+    ("console-sample", "console.figures.sample_take", 1),
     ("jwks-refresh", "identity.jwks.jwks_refresh", 1),
     ("auth-pending-verify", "events.pending.pending_verify", 1),
     # Wakes due retries, gap waits, held messages and expired leases (loops ~1 min).

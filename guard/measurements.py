@@ -56,10 +56,20 @@ def ack_bounds() -> tuple[float, ...]:
     return tuple(sorted({float(bound) for bound in (*_ACK_BOUNDS_MS, *extra)}))
 
 
-def ack_field(ms: float, bounds: tuple[float, ...]) -> str:
-    for bound in bounds:
+def ack_field_name(bound: float) -> str:
+    return f"ack_le_{bound:g}"
+
+
+def ack_fields() -> tuple[tuple[float, str], ...]:
+    """(bound, field name) of every ack bucket, the overflow last (math.inf)."""
+    return (*((bound, ack_field_name(bound)) for bound in ack_bounds()), (math.inf, "ack_le_inf"))
+
+
+def ack_field(ms: float, fields: tuple[tuple[float, str], ...]) -> str:
+    """The field of the bucket `ms` falls in (`fields` from ack_fields(), computed once)."""
+    for bound, name in fields:
         if ms <= bound:
-            return f"ack_le_{bound:g}"
+            return name
     return "ack_le_inf"
 
 
@@ -72,7 +82,7 @@ def ack_percentile(counts: Mapping[str, int], fraction: float) -> float | None:
     needed = math.ceil(fraction * total)
     seen = 0
     for bound in ack_bounds():
-        seen += counts.get(f"ack_le_{bound:g}", 0)
+        seen += counts.get(ack_field_name(bound), 0)
         if seen >= needed:
             return bound
     return math.inf
@@ -106,15 +116,6 @@ class _Warn:
 _warn = _Warn()
 
 Counts = dict[tuple[int, int, str], int]
-
-
-def _bucket_counts(at: float, fields: Mapping[str, int]) -> Counts:
-    counts: Counts = {}
-    for resolution in resolutions():
-        bucket = int(at // resolution) * resolution
-        for name, amount in fields.items():
-            counts[(resolution, bucket, name)] = amount
-    return counts
 
 
 # --- the stores ----------------------------------------------------------------------------
@@ -188,45 +189,67 @@ def _write(counts: Counts) -> None:
 # --- the per-process buffer ----------------------------------------------------------------
 
 
+# Buffered counts per (fine resolution, fine bucket, hour bucket): a request adds to one small
+# dict; the flush expands it into the counters of both resolutions.
+_Pending = dict[tuple[int, int, int], dict[str, int]]
+
+
+def _expand(pending: _Pending) -> Counts:
+    counts: Counts = {}
+    for (resolution, fine, hour), fields in pending.items():
+        for name, amount in fields.items():
+            counts[(resolution, fine, name)] = counts.get((resolution, fine, name), 0) + amount
+            counts[(HOUR, hour, name)] = counts.get((HOUR, hour, name), 0) + amount
+    return counts
+
+
 class _Buffer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self._counts: Counts = {}
+        self._pending: _Pending = {}
         self._next_flush = 0.0
 
     def add(self, fields: Mapping[str, int], at: float) -> None:
+        resolution = int(settings.GUARD_BUCKET_SECONDS)
+        key = (resolution, int(at // resolution) * resolution, int(at // HOUR) * HOUR)
         with self._lock:
-            if os.getpid() != self._pid:  # forked: the parent's counts are the parent's
-                self._pid, self._counts, self._next_flush = os.getpid(), {}, 0.0
-            for key, amount in _bucket_counts(at, fields).items():
-                self._counts[key] = self._counts.get(key, 0) + amount
+            bucket = self._pending.get(key)
+            if bucket is None:
+                self._pending[key] = dict(fields)
+            else:
+                for name, amount in fields.items():
+                    bucket[name] = bucket.get(name, 0) + amount
             now = time.monotonic()
             if now < self._next_flush:
                 return
             self._next_flush = now + settings.GUARD_FLUSH_SECONDS
-            batch, self._counts = self._counts, {}
+            batch, self._pending = self._pending, {}
         try:
-            _write(batch)
+            _write(_expand(batch))
         except Exception as exc:
             _warn("flush", exc)
 
     def flush(self) -> None:
         with self._lock:
-            if os.getpid() != self._pid:
-                return
-            batch, self._counts = self._counts, {}
+            batch, self._pending = self._pending, {}
         try:
-            _write(batch)
+            _write(_expand(batch))
         except Exception as exc:
             _warn("flush", exc)
 
     def forget(self) -> None:
         with self._lock:
-            self._counts, self._next_flush = {}, 0.0
+            self._pending, self._next_flush = {}, 0.0
+
+    def after_fork(self) -> None:
+        """In a forked child (gunicorn, django-q2 workers): the parent's counts are the
+        parent's to write, and its lock may have been held by another thread at the fork."""
+        self._lock = threading.Lock()
+        self._pending, self._next_flush = {}, 0.0
 
 
 _buffer = _Buffer()
+os.register_at_fork(after_in_child=_buffer.after_fork)
 atexit.register(_buffer.flush)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from guard.measurements import ack_bounds, ack_field, measurement_add
+from guard.measurements import ack_field, ack_fields, measurement_add
 
 # Probes and scrapes are not traffic: a load balancer polling /health every second would
 # dilute the 5xx ratio, and /health answers 503 on purpose when a dependency fails.
@@ -29,7 +29,7 @@ class MeasurementMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self._bounds = ack_bounds()
+        self._ack_fields = ack_fields()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
@@ -51,6 +51,6 @@ class MeasurementMiddleware:
         if name in _ACKED and status in (200, 202) and started is not None:
             ms = (time.perf_counter() - started) * 1000.0
             fields["ack_n"] = 1
-            fields[ack_field(ms, self._bounds)] = 1
+            fields[ack_field(ms, self._ack_fields)] = 1
         measurement_add(fields)
         return response

@@ -26,7 +26,13 @@ from typing import Any
 
 from django.conf import settings
 
-from guard.measurements import HOUR, ack_bounds, measurements_read, measurements_sum
+from guard.measurements import (
+    HOUR,
+    ack_bounds,
+    ack_field_name,
+    measurements_read,
+    measurements_sum,
+)
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,7 @@ def _lines(hours: dict[int, dict[str, int]], since: datetime, until: datetime) -
     acks = counts.get("ack_n", 0)
     slo_ms = float(settings.ACK_P95_SLO_MS)
     slow = sum(
-        counts.get(f"ack_le_{bound:g}", 0) for bound in ack_bounds() if bound > slo_ms
+        counts.get(ack_field_name(bound), 0) for bound in ack_bounds() if bound > slo_ms
     ) + counts.get("ack_le_inf", 0)
     p95 = _p95(counts)
     lines.append(

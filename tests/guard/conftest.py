@@ -14,6 +14,7 @@ from guard.measurements import measurements_forget
 
 
 def _fresh_store(settings: Any) -> Iterator[None]:
+    settings.GUARD_ENABLED = True
     settings.GUARD_FLUSH_SECONDS = 0.0
     settings.GUARD_BUCKET_SECONDS = 1
     settings.GUARD_WINDOW_SECONDS = 60

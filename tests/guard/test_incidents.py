@@ -192,3 +192,12 @@ def test_it_resolves_from_the_admin_only_with_the_permission(client) -> None:
     assert incident.state == IncidentState.RESOLVED
     assert incident.resolved_by == "victor"
     assert AuditRecord.objects.filter(kind="guard.incident_resolved", actor="victor").exists()
+
+
+def test_it_shows_open_incidents_on_every_scrape(client) -> None:
+    _errors(answers=100, errors=5)
+    guard_check()
+    text = client.get("/metrics").content.decode()
+    assert 'comcenter_guard_open_incidents{trigger="errors_5xx"} 1.0' in text
+    assert 'comcenter_guard_open_incidents{trigger="queue_depth"} 0.0' in text
+    assert 'comcenter_guard_trips_total{trigger="errors_5xx"}' in text

@@ -55,6 +55,9 @@ DEMO_TEMPLATES: list[dict[str, Any]] = [
     },
 ]
 
+# Every demo template previews out of the box with the data its events carry.
+DEMO_SAMPLE_DATA = {"scholarship": "STEM Futures", "deadline": "2026-12-01"}
+
 DEMO_ROUTES = [
     ("deadline_soon", "deadline_soon_email", "email"),
     ("deadline_soon", "deadline_soon_sms", "sms"),
@@ -86,6 +89,7 @@ class Command(BaseCommand):
                 tier=0,
                 enabled=True,
                 whitelisted=True,
+                sample_data=DEMO_SAMPLE_DATA,
                 actor="load_demo",
             )
             created_templates += 1
