@@ -15,6 +15,7 @@ machine comparable with each other and with the floor measured beside them.
 from __future__ import annotations
 
 import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,3 +70,14 @@ def per_event_ms(start: Sample, end: Sample, *, events: int) -> dict[str, float 
     }
     result["total"] = round(sum(spent.values()) * 1000 / events, 3)
     return result
+
+
+def cpu_model() -> str:
+    """The processor's model name (`lscpu`'s "Model name"), as /proc/cpuinfo gives it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()

@@ -1,18 +1,33 @@
-"""Delivery throughput: messages per second from accepted event to SMTP acceptance.
+"""Delivery throughput: messages per second from accepted event to SMTP acceptance, and
+django-post-office's `send_queued_mail` beside it, to the same SMTP server in the same run.
 
     .venv/bin/python -m bench.delivery_throughput [--events 20000] [--workers 4] [--batch 200]
-                                                  [--smtp-processes 2] [--mode both|dry|live]
+        [--smtp-processes 2] [--mode compare|both|dry|live|post-office] [--po-batch 100]
 
-Against PostgreSQL (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/comcenter_bench,
-a database of its own: every run empties its event, delivery and audit tables; it is created
-if missing and migrated). For each mode it inserts N events through
-`events.services.event_accept` (the intake service, not HTTP; one email route, so one message
-per event; five sequenced events per ordering key), then releases K worker processes running
-`delivery.tasks.pump` and measures from their release (database clock) to the last message
-recorded sent (live: to aiosmtpd on loopback, in server processes of its own sharing one port)
-or dry_run (DISABLE_SEND on). The rate limit is off. It checks that the SMTP servers accepted
-every message exactly once and that each key was dispatched in sequence order, prints a table
-and writes bench/results/delivery-<UTC timestamp>.json.
+Everything runs on a PostgreSQL cluster started for the run (bench/stack.py: initdb in a
+temporary directory, PostgreSQL's defaults) and removed after it; comcenter and post-office
+each get a database of their own on it. The SMTP server is aiosmtpd on loopback, in server
+processes of its own sharing one port, started once for the whole run.
+
+comcenter (dry and live): N events are inserted through `events.services.event_accept` (the
+intake service, not HTTP; one email route, so one message per event; five sequenced events
+per ordering key), then K worker processes running `delivery.tasks.pump` are released; the
+rate is measured from their release (database clock) to the last message recorded sent
+(live) or dry_run (DISABLE_SEND on). The rate limit is off.
+
+post-office (django-post-office 3.12.0): installed in a virtual environment of its own, never
+in `.venv` (BENCH_POST_OFFICE_VENV, default ~/.cache/comcenter-bench/post-office-3.12.0,
+created on first use), it runs bench/post_office_run.py: N mails queued, then
+`send_queued_mail --processes K` timed until the queue is empty (its defaults otherwise:
+BATCH_SIZE --po-batch, a log row per mail).
+
+The SMTP servers count every message per Message-ID (post-office's carry
+`<po-N@post-office.bench>`), so each side's `lost` and `smtp_duplicates` are checked, and
+comcenter's per-key sequence order. `compare` (the default) runs live and post-office and
+reports `live_to_post_office` (the ratio of the rates, target >= 2) and
+`post_office_cpu_to_live` (post-office's CPU per message over comcenter's: on a machine shared
+with other work the rates follow the load, CPU per message much less). It prints a table and
+writes bench/results/delivery-<UTC timestamp>.json.
 """
 
 from __future__ import annotations
@@ -30,8 +45,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import cpu
+from bench.cpu import cpu_model
+from bench.stack import PostgresCluster, free_port, postgres_settings
+
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/comcenter_bench"
+POST_OFFICE_PINS = ("django-post-office==3.12.0", "Django==5.2.19", "psycopg[binary]==3.3.9")
+PO_DOMAIN = "@post-office.bench>"
 
 
 def _parse() -> argparse.Namespace:
@@ -40,7 +60,10 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--per-key", type=int, default=5, help="sequenced events per key")
-    parser.add_argument("--mode", choices=["both", "dry", "live"], default="both")
+    parser.add_argument(
+        "--mode", choices=["compare", "both", "dry", "live", "post-office"], default="compare"
+    )
+    parser.add_argument("--po-batch", type=int, default=100, help="post-office BATCH_SIZE")
     parser.add_argument("--smtp-processes", type=int, default=2)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--smtp-server", type=int, help=argparse.SUPPRESS)
@@ -48,27 +71,11 @@ def _parse() -> argparse.Namespace:
 
 
 def _environment(args: argparse.Namespace) -> None:
-    os.environ.setdefault("DATABASE_URL", DEFAULT_DB)
     os.environ.setdefault("SECRET_KEY", "bench-" + secrets.token_urlsafe(40))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "comcenter.settings")
     os.environ["DISPATCH_BATCH_SIZE"] = str(args.batch)
     # JSON logs of every worker would cost more than the sends; warnings still show.
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-
-
-def _create_database() -> None:
-    import psycopg
-    from psycopg import sql
-
-    url = os.environ["DATABASE_URL"]
-    if not url.startswith("postgres"):
-        sys.exit("the delivery benchmark runs against PostgreSQL: set DATABASE_URL=postgres://…")
-    base, _, name = url.rpartition("/")
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            print(f"created database {name}")
 
 
 # --- the worker processes --------------------------------------------------------------------
@@ -134,7 +141,7 @@ def smtp_server_main(port: int) -> None:
 
 
 def _smtp_start(processes: int) -> tuple[int, list[subprocess.Popen[str]]]:
-    port = _free_port()
+    port = free_port()
     servers = [
         subprocess.Popen(
             [sys.executable, "-m", "bench.delivery_throughput", "--smtp-server", str(port)],
@@ -159,14 +166,6 @@ def _smtp_stop(servers: list[subprocess.Popen[str]]) -> dict[str, int]:
         for message_id, n in json.loads(out.strip().splitlines()[-1]).items():
             counts[message_id] = counts.get(message_id, 0) + n
     return counts
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- one run ---------------------------------------------------------------------------------
@@ -222,7 +221,9 @@ def _prepare(events: int, per_key: int) -> float:
     return events / (time.perf_counter() - started)
 
 
-def _run(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+def _run(
+    mode: str, args: argparse.Namespace, smtp_port: int, components: dict[str, int]
+) -> dict[str, Any]:
     from django.db import connection
     from django.db.models import Count, Max
 
@@ -232,10 +233,9 @@ def _run(mode: str, args: argparse.Namespace) -> dict[str, Any]:
 
     intake_rate = _prepare(args.events, args.per_key)
     flag_set(name="DISABLE_SEND", value=mode == "dry", actor="bench", reason="bench", source="api")
-    port, servers = (0, []) if mode == "dry" else _smtp_start(args.smtp_processes)
     env = dict(os.environ)
-    if servers:
-        env["EMAIL_URL"] = f"smtp://127.0.0.1:{port}"
+    if mode == "live":
+        env["EMAIL_URL"] = f"smtp://127.0.0.1:{smtp_port}"
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "bench.delivery_throughput", "--worker"],
@@ -252,6 +252,8 @@ def _run(mode: str, args: argparse.Namespace) -> dict[str, Any]:
             assert worker.stdout is not None
             if worker.stdout.readline().strip() != "ready":
                 sys.exit("a worker failed to start")
+        tree = {**components, **{f"worker{n}": w.pid for n, w in enumerate(workers)}}
+        window = cpu.sample(tree)
         started_at = db_now()
         for worker in workers:
             assert worker.stdin is not None
@@ -264,12 +266,12 @@ def _run(mode: str, args: argparse.Namespace) -> dict[str, Any]:
             if done >= args.events:
                 break
             time.sleep(0.2)
+        spent = cpu.per_event_ms(window, cpu.sample(tree), events=args.events)
     finally:
         for worker in workers:
             worker.terminate()
         for worker in workers:
             worker.wait(timeout=30)
-        counts = _smtp_stop(servers) if servers else None
     by_state = dict(Message.objects.values_list("state").annotate(n=Count("id")).order_by())
     finished_at = Message.objects.aggregate(last=Max("dispatched_at"))["last"]
     elapsed = (finished_at - started_at).total_seconds()
@@ -293,13 +295,93 @@ def _run(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "messages_per_s": round(delivered / elapsed, 1) if elapsed > 0 else None,
         "by_state": by_state,
         "ordering_violations": order_violations,
+        "cpu_ms_per_message": _by_side(spent),
     }
-    if counts is not None:
-        result["smtp_processes"] = args.smtp_processes
-        result["smtp_accepted"] = sum(counts.values())
-        result["smtp_duplicates"] = sum(c - 1 for c in counts.values() if c > 1)
-        result["lost"] = args.events - len(counts)
     return result
+
+
+def _post_office_python() -> str:
+    """The Python of post-office's own virtual environment, created with POST_OFFICE_PINS on
+    first use (never comcenter's .venv: the comparison must not change what it compares)."""
+    venv = Path(
+        os.environ.get(
+            "BENCH_POST_OFFICE_VENV",
+            Path.home() / ".cache" / "comcenter-bench" / "post-office-3.12.0",
+        )
+    )
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"creating {venv} (django-post-office in a virtual environment of its own)")
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", *POST_OFFICE_PINS], check=True
+        )
+    return str(python)
+
+
+def _by_side(per_message: dict[str, float | None]) -> dict[str, float | None]:
+    """CPU ms per message: the senders (every worker process together), the database, the
+    SMTP server, and their total."""
+
+    def summed(prefix: str) -> float:
+        return round(sum(v or 0.0 for k, v in per_message.items() if k.startswith(prefix)), 3)
+
+    return {
+        "senders": summed("worker"),
+        "database": per_message.get("database"),
+        "smtp": summed("smtp"),
+        "total": per_message["total"],
+    }
+
+
+def _post_office(
+    args: argparse.Namespace, cluster: PostgresCluster, smtp_port: int, components: dict[str, int]
+) -> dict:
+    """post-office in its own environment: queue the mails (not measured), then send them
+    (measured: the database and the SMTP server sampled around the sending process, whose
+    own CPU and its pool's it reports itself, they being gone before it can be sampled)."""
+    cluster.create_database("post_office")
+    command = [
+        _post_office_python(),
+        str(ROOT / "bench" / "post_office_run.py"),
+        f"--db-port={cluster.port}",
+        "--db-name=post_office",
+        f"--smtp-port={smtp_port}",
+        f"--emails={args.events}",
+        f"--processes={args.workers}",
+        f"--batch={args.po_batch}",
+    ]
+    result: dict[str, Any] = {}
+    for phase in ("queue", "send"):
+        start = cpu.sample(components)
+        done = subprocess.run(
+            [*command, f"--phase={phase}"], capture_output=True, text=True, timeout=1200
+        )
+        if done.returncode != 0:
+            sys.exit(f"post-office's {phase} phase failed:\n{done.stderr[-3000:]}")
+        around = cpu.per_event_ms(start, cpu.sample(components), events=args.events)
+        result.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    senders_ms = result.pop("sender_cpu_s") * 1000 / args.events
+    total = (around["total"] or 0.0) + senders_ms
+    result["cpu_ms_per_message"] = _by_side(
+        {**around, "workers": round(senders_ms, 3), "total": round(total, 3)}
+    )
+    return {"mode": "post-office", "events": args.events, "workers": args.workers, **result}
+
+
+def _smtp_verdicts(results: list[dict[str, Any]], counts: dict[str, int]) -> None:
+    """Each side's SMTP acceptances: delivered, lost (expected, never accepted) and twice."""
+    sides = {
+        "live": {k: n for k, n in counts.items() if not k.endswith(PO_DOMAIN)},
+        "post-office": {k: n for k, n in counts.items() if k.endswith(PO_DOMAIN)},
+    }
+    for result in results:
+        side = sides.get(result["mode"])
+        if side is None:
+            continue
+        result["smtp_accepted"] = sum(side.values())
+        result["smtp_duplicates"] = sum(n - 1 for n in side.values() if n > 1)
+        result["lost"] = result["events"] - len(side)
 
 
 def main() -> None:
@@ -312,26 +394,65 @@ def main() -> None:
     if args.smtp_server:
         smtp_server_main(args.smtp_server)
         return
-    _create_database()
-    import django
+    load_at_start = os.getloadavg()[0]
+    modes = {
+        "compare": ["live", "post-office"],
+        "both": ["dry", "live"],
+    }.get(args.mode, [args.mode])
+    cluster = PostgresCluster()
+    cluster.start()
+    servers: list[subprocess.Popen[str]] = []
+    try:
+        os.environ["DATABASE_URL"] = cluster.create_database("comcenter_delivery")
+        import django
 
-    django.setup()
-    from django.core.management import call_command
+        django.setup()
+        from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
-    modes = ["dry", "live"] if args.mode == "both" else [args.mode]
-    results = [_run(mode, args) for mode in modes]
+        call_command("migrate", verbosity=0)
+        smtp_port = 0
+        if "live" in modes or "post-office" in modes:
+            smtp_port, servers = _smtp_start(args.smtp_processes)
+        components = {"database": cluster.process.pid if cluster.process else 0}
+        components |= {f"smtp{n}": server.pid for n, server in enumerate(servers)}
+        results = [
+            _post_office(args, cluster, smtp_port, components)
+            if mode == "post-office"
+            else _run(mode, args, smtp_port, components)
+            for mode in modes
+        ]
+        settings_used = postgres_settings(os.environ["DATABASE_URL"])
+    finally:
+        counts = _smtp_stop(servers) if servers else {}
+        cluster.stop()
+    _smtp_verdicts(results, counts)
+    rates = {r["mode"]: r["messages_per_s"] for r in results}
+    ratio = (
+        round(rates["live"] / rates["post-office"], 2)
+        if rates.get("live") and rates.get("post-office")
+        else None
+    )
+    # CPU per message compares on a loaded machine where rates do not (see bench/cpu.py).
+    costs = {r["mode"]: (r.get("cpu_ms_per_message") or {}).get("total") for r in results}
+    cpu_ratio = (
+        round(costs["post-office"] / costs["live"], 2)
+        if costs.get("live") and costs.get("post-office")
+        else None
+    )
     print()
     print(
-        f"{'mode':<6}{'events':>8}{'workers':>9}{'batch':>7}{'seconds':>10}{'msg/s':>10}"
-        f"{'order viol.':>13}{'dupes':>7}{'lost':>6}"
+        f"{'mode':<12}{'events':>8}{'workers':>9}{'seconds':>10}{'msg/s':>10}"
+        f"{'order viol.':>13}{'dupes':>7}{'lost':>6}{'CPU ms/msg':>12}"
     )
     for r in results:
         print(
-            f"{r['mode']:<6}{r['events']:>8}{r['workers']:>9}{r['batch']:>7}"
-            f"{r['elapsed_s']:>10}{r['messages_per_s']:>10}{r['ordering_violations']:>13}"
+            f"{r['mode']:<12}{r['events']:>8}{r['workers']:>9}"
+            f"{r['elapsed_s']:>10}{r['messages_per_s']:>10}{r.get('ordering_violations', '-'):>13}"
             f"{r.get('smtp_duplicates', '-'):>7}{r.get('lost', '-'):>6}"
+            f"{(r.get('cpu_ms_per_message') or {}).get('total', '-'):>12}"
         )
+    if ratio is not None:
+        print(f"\ncomcenter live / post-office: {ratio}x the rate, {cpu_ratio}x less CPU")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = ROOT / "bench" / "results" / f"delivery-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -342,11 +463,16 @@ def main() -> None:
                 "at": stamp,
                 "machine": {
                     "cpus": os.cpu_count(),
+                    "cpu": cpu_model(),
                     "python": platform.python_version(),
                     # Other work on the machine skews the figures; this says how much there was.
+                    "load_average_1m_at_start": load_at_start,
                     "load_average_1m_at_end": os.getloadavg()[0],
                 },
+                "database": settings_used,
                 "results": results,
+                "live_to_post_office": ratio,
+                "post_office_cpu_to_live": cpu_ratio,
             },
             indent=2,
             default=str,

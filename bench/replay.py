@@ -78,19 +78,11 @@ def _float(name: str, default: float) -> float:
 
 
 def machine() -> dict[str, Any]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor()
     return {
         # Other work on the machine competes for the same cores: shown, not hidden.
         "loadavg_at_start": os.getloadavg()[0],
         "cores": os.cpu_count(),
-        "cpu": cpu,
+        "cpu": cpu.cpu_model(),
         "python": platform.python_version(),
         "os": platform.platform(),
     }

@@ -1,4 +1,4 @@
-"""The operations surface: `/health`, `/health/live`, `/canary` and `/metrics` (SPEC §7).
+"""The operations surface: `/health`, `/health/live`, `/canary` and `/metrics`.
 
 Plain Django views, outside DRF: they must keep answering when the API's authentication,
 throttles or parsers are what is broken, and each answers in a few milliseconds from caches.
@@ -92,7 +92,7 @@ def _flag(name: str) -> bool:
 
 
 def _identity_queueing() -> bool:
-    """True while external-identity tokens are received into auth_pending (SPEC §9)."""
+    """True while external-identity tokens are received into auth_pending."""
     if not settings.JWKS_URL:
         return False
     try:
@@ -150,7 +150,8 @@ class CanaryResponse(HeaderInspectingResponse):
 @never_cache
 @read_only
 def canary(request: HttpRequest) -> HttpResponse:
-    """Exactly the eight fields of SPEC §7, always 200: the body carries the verdict."""
+    """Exactly the eight fields of the canary (README, API in brief), always 200: the body
+    carries the verdict."""
     report = health_report()
     database = report.checks.get("database")
     database_ok = bool(database and database.ok)

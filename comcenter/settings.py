@@ -85,10 +85,14 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 PORT = _int("PORT", 8000, minimum=1)
 APP_VERSION = "0.1.0"
+# Shown in the admin's header, so no one mistakes production for staging.
+ENVIRONMENT_NAME = env.str("ENVIRONMENT_NAME", default="local")
 BUILD = env.str("BUILD", default="dev")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # First: the console's templates override the admin's (dashboard, header, banners).
+    "console",
+    "console.apps.ConsoleAdminConfig",  # django.contrib.admin with the console's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -107,6 +111,7 @@ INSTALLED_APPS = [
     "events",
     "delivery",
     "guard",
+    "support",
 ]
 
 MIDDLEWARE = [
@@ -133,7 +138,7 @@ WSGI_APPLICATION = "comcenter.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "comcenter" / "html"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -198,7 +203,7 @@ CACHE_IS_SHARED = bool(REDIS_URL)
 Q_WORKERS = _int("Q_WORKERS", 2, minimum=1)
 # django-q2 only runs code and wakes workers; our tables hold every state. `retry` must exceed
 # `timeout` plus queue wait or a task runs twice; `queue_limit` stays near the worker count
-# and `bulk` at 1 so leases start close to execution (see PITFALLS).
+# and `bulk` at 1 so leases start close to execution (django-q2 #298, #303).
 Q_CLUSTER = {
     "name": "comcenter",
     "workers": Q_WORKERS,
@@ -316,7 +321,7 @@ CANARY_P95_WINDOW = _int("CANARY_P95_WINDOW", 200, minimum=30)
 if CANARY_P95_WINDOW > 10_000:
     raise ImproperlyConfigured("CANARY_P95_WINDOW must be <= 10000")
 CANARY_P95_MIN_SAMPLES = 30
-# SPEC §8: the canary says "degraded" above this recent P95 ack latency.
+# The canary says "degraded" above this recent P95 ack latency.
 ACK_P95_SLO_MS = _float("ACK_P95_SLO_MS", 120.0, minimum=1.0)
 
 # --- delivery ---------------------------------------------------------------------------
@@ -355,11 +360,22 @@ if SMS_GATEWAY_URL and not (SMS_ACCOUNT_SID and SMS_AUTH_TOKEN and SMS_FROM):
         "SMS_GATEWAY_URL is set, so SMS_ACCOUNT_SID, SMS_AUTH_TOKEN and SMS_FROM must be set too"
     )
 
+# Support routing (support/, SPEC §10): the Richpanel-shaped helpdesk API and the classifier.
+HELPDESK_URL = _url("HELPDESK_URL")
+HELPDESK_API_KEY = env.str("HELPDESK_API_KEY", default="")
+HELPDESK_TIMEOUT = _float("HELPDESK_TIMEOUT", 10.0)
+if HELPDESK_URL and not HELPDESK_API_KEY:
+    raise ImproperlyConfigured("HELPDESK_URL is set, so HELPDESK_API_KEY must be set too")
+SUPPORT_CLASSIFIER = env.str("SUPPORT_CLASSIFIER", default="support.classifier.RuleClassifier")
+
 # The provider class of each channel, by dotted path (delivery/providers/registry.py).
 DELIVERY_PROVIDERS = {
     "email": "delivery.providers.email.EmailProvider",
     "sms": "delivery.providers.sms.TwilioSmsProvider",
+    "helpdesk": "support.helpdesk.RichpanelProvider",
 }
+# Event types whose messages another app shapes (delivery/hooks.py), by dotted path.
+DELIVERY_EVENT_HOOKS = {"ticket.created": "support.hooks.TicketHooks"}
 
 SEND_RATE_PER_MINUTE = _int("SEND_RATE_PER_MINUTE", 10, minimum=1)
 # Per-provider limits on top of the global one, by provider name, e.g. "email=600,twilio=60";
@@ -380,20 +396,18 @@ DISPATCH_LEASE_SECONDS = _int("DISPATCH_LEASE_SECONDS", 60, minimum=5)
 DISPATCH_BATCH_SIZE = _int("DISPATCH_BATCH_SIZE", 100, minimum=1)
 
 # --- flags: initial values from the environment (safer wins; see flags/registry.py) -----
-FLAG_ENV = {
-    name: _bool(name, default)
-    for name, default in {
-        "DISABLE_SEND": True,
-        "DISPATCH_PAUSED": False,
-        "INTAKE_PAUSED": False,
-        "PROMO_SENDS": False,
-        "RETRIES_ENABLED": True,
-        "RATE_LIMIT_ENABLED": True,
-        "AUTOMATION_ENABLED": False,
-        "SAFE_MODE": True,
-    }.items()
-    if name in os.environ
-}
+# Only the flags set in the environment; their defaults live in flags/registry.py alone.
+_FLAG_NAMES = (
+    "DISABLE_SEND",
+    "DISPATCH_PAUSED",
+    "INTAKE_PAUSED",
+    "PROMO_SENDS",
+    "RETRIES_ENABLED",
+    "RATE_LIMIT_ENABLED",
+    "AUTOMATION_ENABLED",
+    "SAFE_MODE",
+)
+FLAG_ENV = {name: _bool(name, False) for name in _FLAG_NAMES if name in os.environ}
 FLAG_CACHE_SECONDS = _float("FLAG_CACHE_SECONDS", 2.0)
 
 # --- the automatic guard and the shared measurements (SPEC §8; guard/) -------------------
@@ -405,7 +419,7 @@ if TESTING:
 GUARD_ENABLED = _bool("GUARD_ENABLED", True)
 GUARD_INTERVAL_SECONDS = _float("GUARD_INTERVAL_SECONDS", 15.0, minimum=0.1)
 if GUARD_INTERVAL_SECONDS > 15:
-    raise ImproperlyConfigured("GUARD_INTERVAL_SECONDS must be <= 15 (SPEC §8)")
+    raise ImproperlyConfigured("GUARD_INTERVAL_SECONDS must be <= 15 (seconds)")
 GUARD_WINDOW_SECONDS = _int("GUARD_WINDOW_SECONDS", 300, minimum=1)
 GUARD_QUEUE_WINDOW_SECONDS = _int("GUARD_QUEUE_WINDOW_SECONDS", 600, minimum=1)
 # The queue baseline is the median of the samples of this long before the queue window.
@@ -451,7 +465,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_SSL_REDIRECT = _bool("SECURE_SSL_REDIRECT", False)
 X_FRAME_OPTIONS = "DENY"
 SILENCED_SYSTEM_CHECKS = [
-    # SECURE_SSL_REDIRECT: TLS is terminated by the proxy in front (SPEC §7), which redirects
+    # SECURE_SSL_REDIRECT: TLS is terminated by the proxy in front, which redirects
     # plain HTTP; redirecting here too would loop behind proxies that speak HTTP upstream.
     "security.W008",
     # SECURE_HSTS_PRELOAD: preloading commits the whole registrable domain and every
@@ -491,6 +505,10 @@ LOGGING = {
     },
 }
 
+# Checks of an event type's `data` run at the intake before anything is stored, by dotted
+# path (a function raising DRF's ValidationError), so that `events` imports no other app.
+EVENT_DATA_VALIDATORS = {"ticket.created": "support.intake.ticket_data_validate"}
+
 # Where the events API reads an event's messages from, by dotted path, so that `events`
 # never imports `delivery`.
 EVENT_MESSAGES_SELECTOR = "delivery.selectors.messages_for_event"
@@ -499,12 +517,13 @@ EVENT_MESSAGES_SELECTOR = "delivery.selectors.messages_for_event"
 PERIODIC_TASKS = [
     ("outbox-sweep", "events.handoff.outbox_sweep", 1),
     ("audit-seal", "audit.services.audit_seal", 1),
+    ("console-sample", "console.figures.sample_take", 1),
     ("jwks-refresh", "identity.jwks.jwks_refresh", 1),
     ("auth-pending-verify", "events.pending.pending_verify", 1),
     # Wakes due retries, gap waits, held messages and expired leases (loops ~1 min).
     ("delivery-ticker", "delivery.tasks.tick", 1),
     ("delivery-dlq-purge", "delivery.tasks.purge_dead", 60),
-    # The automatic guard of SPEC §8, once a minute here; TICKER_HOOKS runs it every
+    # The automatic guard, once a minute here; TICKER_HOOKS runs it every
     # GUARD_INTERVAL_SECONDS.
     ("guard", "guard.tasks.guard_tick", 1),
 ]

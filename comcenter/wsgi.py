@@ -1,6 +1,6 @@
 import os
 
-from django.core.wsgi import get_wsgi_application
+from comcenter.lib.wsgi_routing import routed_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "comcenter.settings")
-application = get_wsgi_application()
+application = routed_application()

@@ -1,5 +1,8 @@
-"""Dry run. While DISABLE_SEND is on and dispatch is not paused, nothing leaves the machine, so a
-batch needs no lease: in one transaction it selects the heads as step 1 does (locking the
+"""One batch: the gates, the render and the send of each message, and the recording of each
+outcome as a typed `Outcome`.
+
+Dry run. While DISABLE_SEND is on and dispatch is not paused, nothing leaves the machine, so
+a batch needs no lease: in one transaction it selects the heads as a claim does (locking the
 messages as well as their lanes, since it sets no busy_until), applies the same gates and
 rendering as a claimed batch, and moves each message from its waiting state straight to its
 outcome (`dry_run`, or what a gate decided), with one lineage row (carrying the gap note when
@@ -7,9 +10,10 @@ out of order) and done_sequence advanced. The locks, held until that commit, kee
 worker off those lanes. Sends turned on mid-batch leave the remaining messages in line for the
 next batch, which is claimed.
 
-Every write of a result leaves `dispatching` through `message_transition(fenced=True)`: it
-applies only under the lease_token this worker claimed, and frees the lane in the same
-statement. A send starts only while the remaining lease exceeds three provider deadlines, so a
+Every write of a result leaves `dispatching` along an edge of the transition table that is
+fenced on the lease token and frees the lane (delivery/transitions.py): it applies only under
+the lease_token this worker claimed, and frees the lane in the same statement. A send
+starts only while the remaining lease exceeds three provider deadlines, so a
 live worker is never overtaken by a second claimer of its lane. A worker that dies leaves
 `dispatching` rows whose lease runs out; `messages_recover_expired_leases` puts them back in
 line (`retrying`, due now) and their lanes free themselves when busy_until passes. Each send's
@@ -33,6 +37,7 @@ from django.db.models.functions import Now
 from comcenter.lib.context import request_id_bound
 from comcenter.lib.db import DbClock
 from delivery.gates import message_gate
+from delivery.hooks import hooks_for
 from delivery.models import Attempt, AttemptOutcome, Message, MessageState
 from delivery.providers.base import OutboundMessage, Provider, ProviderError, ProviderSession
 from delivery.ratelimit import ratelimit_refund
@@ -366,6 +371,7 @@ def _context(message: Message) -> dict[str, Any]:
     data = event.data if isinstance(event.data, dict) else {}
     return {
         **data,
+        **hooks_for(event.event_type).context(message=message),
         "recipient": {"id": message.recipient_id, "locale": message.locale},
         "event_type": event.event_type,
     }

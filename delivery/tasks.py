@@ -46,8 +46,9 @@ EXPAND_BATCHES_PER_PASS = 2
 # message's delivery time.
 PUMP_GATHER_SECONDS = 0.2
 # Lineage rows a ticker pass seals into the audit chain (see audit_seal): passes every
-# TICK_IDLE_SLEEP keep up with ~2,000 new rows/s (~400 events/s), in steps of ~30 ms of work
-# instead of one burst a minute (beyond that, the periodic audit-seal task takes the rest).
+# TICK_IDLE_SLEEP keep up with the lineage of the maximum intake rate in short steps instead
+# of one burst a minute (figures: bench/NOTES.md; beyond that, the periodic audit-seal task
+# takes the rest).
 SEAL_PER_PASS = 500
 
 
@@ -62,7 +63,10 @@ def pump(reason: str = "") -> dict[str, int]:
     committed before the clear; any event committed after it enqueues a fresh wake-up.
     Each pass expands at most EXPAND_BATCHES_PER_PASS batches, so expansion and dispatch take
     turns however fast events keep arriving; a pass cut short counts as one that found work.
-    Between passes that found a trickle it waits PUMP_GATHER_SECONDS (see there)."""
+    Between passes that found a trickle it waits PUMP_GATHER_SECONDS (see there).
+
+    `reason` says who queued the run (django-q2 shows it with the task); the run does the
+    same whatever it is."""
     end = time.monotonic() + PUMP_BUDGET_SECONDS
     events = messages = 0
     cleared = False

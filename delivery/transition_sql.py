@@ -15,7 +15,15 @@ import psycopg
 from django.db import connection
 
 from audit.models import AuditRecord
-from comcenter.lib.db import assignments, column, insert_fields, quote, rows_params, rows_source
+from comcenter.lib.db import (
+    assignments,
+    column,
+    driver_statement,
+    insert_fields,
+    quote,
+    rows_params,
+    rows_source,
+)
 from delivery.models import Attempt, Lane, Message, MessageState
 
 if TYPE_CHECKING:
@@ -160,6 +168,10 @@ def transition_pg(
     # Prepared (see comcenter.lib.db.connection_setup): the text is the same for every call
     # of a shape, so PostgreSQL plans it once per connection.
     connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    with (
+        connection.wrap_database_errors,
+        driver_statement(sql),
+        psycopg.Cursor(connection.connection) as cursor,
+    ):
         cursor.execute(sql, [*params, "on" if write.durable else "off"], prepare=True)
         return {pk: token for _, pk, token in cursor.fetchall()}

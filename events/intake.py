@@ -7,9 +7,11 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -82,8 +84,8 @@ def parse_json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
 @functools.cache
 def _event_validator() -> EventInSerializer:
     """One serializer per process, used only through `run_validation`, which keeps no state
-    on the instance: building a serializer deep-copies all its fields, a sixth of the ack
-    path's CPU when done per request."""
+    on the instance: building a serializer deep-copies all its fields, a large share of the
+    ack path's CPU when done per request (bench/NOTES.md)."""
     return EventInSerializer()
 
 
@@ -125,8 +127,21 @@ def validate_event(parsed: dict[str, Any], header_key: str | None) -> tuple[dict
             "unknown_event_type",
             {"event_type": [f"Unknown event type. Known types: {sorted(known)}."]},
         )
+    validator = _data_validator(payload["event_type"])
+    if validator is not None:
+        try:
+            validator(payload["data"])
+        except ValidationError as exc:
+            raise _reject(400, "invalid_fields", {"data": exc.detail}, "invalid_fields") from None
     payload["recipient"] = dict(payload["recipient"])
     return payload, key
+
+
+def _data_validator(event_type: str) -> Callable[[Any], Any] | None:
+    """The app-provided check of this event type's `data` (settings.EVENT_DATA_VALIDATORS,
+    by dotted path, so that `events` imports no app that consumes its events)."""
+    dotted = settings.EVENT_DATA_VALIDATORS.get(event_type)
+    return import_string(dotted) if dotted else None
 
 
 def accept_and_respond(

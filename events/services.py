@@ -50,6 +50,28 @@ def event_type_ensure(*, name: str, description: str = "") -> EventType:
     return event_type
 
 
+def event_type_save(*, event_type: EventType, actor: str) -> EventType:
+    """Create or change an event type from the admin, with lineage."""
+    with transaction.atomic():
+        created = event_type.pk is None
+        event_type.save()
+        audit_append(
+            kind="event_type.created" if created else "event_type.changed",
+            actor=actor,
+            data={"name": event_type.name, "description": event_type.description},
+        )
+    forget_event_types()
+    return event_type
+
+
+def event_type_delete(*, event_type: EventType, actor: str) -> None:
+    """Stop accepting an event type (the intake answers 400 for it), with lineage."""
+    with transaction.atomic():
+        audit_append(kind="event_type.deleted", actor=actor, data={"name": event_type.name})
+        event_type.delete()
+    forget_event_types()
+
+
 # --- intake ---------------------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
-"""The eight flags of SPEC §6: their default, what they do, and which value is the safe one.
+"""The eight flags: their default, what they do, and which value is the safe one.
 
 The safe value decides precedence: an environment variable that sets a flag to its safe
-value cannot be overridden from the admin or the command (SPEC §6, "a flag that makes things
+value cannot be overridden from the admin or the command ("a flag that makes things
 safer wins from any source"). "Safe" means "less leaves the building":
 
 - DISABLE_SEND, DISPATCH_PAUSED, INTAKE_PAUSED, RATE_LIMIT_ENABLED, SAFE_MODE are safe when

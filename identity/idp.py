@@ -1,4 +1,4 @@
-"""Tokens of the organisation's identity provider (SPEC §9), verified against its JWKS.
+"""Tokens of the organisation's identity provider, verified against its JWKS (docs/identity.md).
 
 The unverified `iss` routed the token here (identity/auth.py); everything is checked again:
 

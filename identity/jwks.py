@@ -1,8 +1,9 @@
-"""Our own source of the identity provider's signing keys (SPEC §9).
+"""Our own source of the identity provider's signing keys.
 
 Why not PyJWT's PyJWKClient (through simplejwt): it fetches with a 30 s timeout while holding
 a lock, so a slow JWKS stalls every request of the process, and once its 5-minute cache
-expires an outage rejects every token (PITFALLS). Here:
+expires an outage rejects every token (and fetch errors surface as "Token is invalid",
+simplejwt #773). Here:
 
 - fetches go through `comcenter.lib.http` (User-Agent, JWKS_FETCH_TIMEOUT as a deadline, size
   cap) in a background thread, one at a time per process. A request that needs a fetch waits
@@ -45,6 +46,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.dispatch import Signal
 
+from audit.services import audit_append
 from comcenter.lib import http
 from identity.models import JwksState
 
@@ -445,6 +447,13 @@ def jwks_refresh() -> bool:
     if not settings.JWKS_URL:
         return False
     return key_source().refresh()
+
+
+def jwks_fetch_now(*, actor: str) -> bool:
+    """An operator's "fetch now": the same refresh as the periodic task, with lineage."""
+    ok = jwks_refresh()
+    audit_append(kind="jwks.fetch_requested", actor=actor, data={"ok": ok})
+    return ok
 
 
 def jwks_health() -> tuple[bool, str]:

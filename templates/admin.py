@@ -60,6 +60,20 @@ class TemplateForm(forms.ModelForm):
             if field in self.fields:
                 self.fields[field].help_text = f"{self.fields[field].help_text} {_SYNTAX_HELP}"
 
+    def _clean_source(self, field: str) -> str:
+        # Browsers submit textareas with CRLF line ends: stored as LF, so saving an unchanged
+        # template from the browser is not a content change and makes no new version.
+        return (self.cleaned_data.get(field) or "").replace("\r\n", "\n")
+
+    def clean_subject(self) -> str:
+        return self._clean_source("subject")
+
+    def clean_body(self) -> str:
+        return self._clean_source("body")
+
+    def clean_html(self) -> str:
+        return self._clean_source("html")
+
     def clean_locale(self) -> str:
         return locale_clean(self.cleaned_data.get("locale") or "")
 
@@ -240,18 +254,20 @@ class TemplateAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
-    @admin.action(description="Whitelist the selected templates")
+    @admin.action(description="Whitelist the selected templates", permissions=["change"])
     def whitelist(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
         self._switch(request, queryset, template_set_whitelisted, True, "whitelisted")
 
-    @admin.action(description="Remove the selected templates from the whitelist")
+    @admin.action(
+        description="Remove the selected templates from the whitelist", permissions=["change"]
+    )
     def unwhitelist(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
         self._switch(request, queryset, template_set_whitelisted, False, "unwhitelisted")
 
-    @admin.action(description="Enable the selected templates")
+    @admin.action(description="Enable the selected templates", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
         self._switch(request, queryset, template_set_enabled, True, "enabled")
 
-    @admin.action(description="Disable the selected templates")
+    @admin.action(description="Disable the selected templates", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
         self._switch(request, queryset, template_set_enabled, False, "disabled")

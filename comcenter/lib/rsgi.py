@@ -96,13 +96,18 @@ async def _body(scope: Any, protocol: Any, limit: int) -> bytes | None:
     """The request body, at most `limit` bytes of it; None when the client went away before
     sending all it announced (nobody is left to answer, and a cut body must not be taken
     for a whole one)."""
+    declared = scope.headers.get("content-length")
+    length = int(declared) if declared is not None and declared.isdigit() else None
+    if length is not None and length < limit:
+        # The common case, a body of announced size within the limit: read in one call.
+        body = bytes(await protocol())
+        return body if len(body) == length else None
     received = bytearray()
     async for chunk in protocol:
         received += chunk
         if len(received) >= limit:
             return bytes(received[:limit])
-    declared = scope.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > len(received):
+    if length is not None and length > len(received):
         return None
     return bytes(received)
 

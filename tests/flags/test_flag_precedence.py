@@ -1,4 +1,4 @@
-"""The effective value of a flag: env safe value > operator > env > default (SPEC §6)."""
+"""The effective value of a flag: env safe value > operator > env > default."""
 
 from __future__ import annotations
 

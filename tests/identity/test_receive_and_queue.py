@@ -1,4 +1,4 @@
-"""Receive-and-queue (SPEC §9): while no key can be had, tokens that claim our issuer and
+"""Receive-and-queue: while no key can be had, tokens that claim our issuer and
 audience are let in as auth_pending and nothing of theirs is dispatched; once the JWKS is back
 the verifier releases the valid events in receipt order and rejects the rest, audited."""
 

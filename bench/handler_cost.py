@@ -1,0 +1,132 @@
+"""CPU per request of Django's handler on the intake, full middleware chain against the API's.
+
+    .venv/bin/python -m bench.handler_cost [--requests 300] [--rounds 5]
+
+In process, no web server and no network: the WSGI application is called with a prepared
+environ for `POST /api/v1/events` (a new event each time, a real bearer token), on a private
+PostgreSQL cluster (bench/stack.py). `time.process_time()` of this process is what is counted
+(Django, DRF, the intake, psycopg's client side); the rounds alternate the two handlers, so
+drift and other work on the machine fall on both alike. Prints the median CPU µs per request
+of each and their difference: the saving of comcenter/lib/wsgi_routing.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import secrets
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench.stack import PostgresCluster
+
+
+def _environ(token: str, body: bytes) -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "POST",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/api/v1/events",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_AUTHORIZATION": f"Bearer {token}",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+
+
+def _round(app: Callable[..., Any], token: str, *, prefix: str, requests: int) -> float:
+    """CPU µs per request over `requests` new events."""
+    statuses: list[str] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        statuses.append(status)
+
+    started = time.process_time()
+    for n in range(requests):
+        body = json.dumps(
+            {
+                "event_type": "deadline_soon",
+                "idempotency_key": f"{prefix}-{n}",
+                "recipient": {"id": f"r-{n % 50}", "email": f"r{n % 50}@example.org"},
+                "data": {"n": n},
+            }
+        ).encode()
+        b"".join(app(_environ(token, body), start_response))
+    spent = time.process_time() - started
+    if any(not s.startswith("202") for s in statuses):
+        raise SystemExit(f"unexpected answers: {sorted(set(statuses))}")
+    return spent * 1e6 / requests
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    cluster = PostgresCluster()
+    cluster.start()
+    try:
+        os.environ.update(
+            DATABASE_URL=cluster.create_database("handler_cost"),
+            SECRET_KEY="bench-" + secrets.token_urlsafe(40),
+            DJANGO_SETTINGS_MODULE="comcenter.settings",
+            ENV_FILE="",
+            ALLOWED_HOSTS="127.0.0.1",
+            LOG_LEVEL="WARNING",
+            THROTTLE_INTAKE="1000000/s",
+        )
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+        from django.core.wsgi import get_wsgi_application
+
+        from comcenter.lib.wsgi_routing import routed_application
+        from events.services import event_type_ensure
+        from identity.auth import issue_access_token
+        from identity.services import service_account_create
+
+        call_command("migrate", verbosity=0)
+        event_type_ensure(name="deadline_soon")
+        account, _ = service_account_create(name="cost", scopes=["events:write"])
+        token = str(issue_access_token(account, ["events:write"]))
+        handlers = {"full": get_wsgi_application(), "api": routed_application()}
+        for name, app in handlers.items():  # warm-up: imports, connections, caches
+            _round(app, token, prefix=f"w-{name}", requests=50)
+        costs: dict[str, list[float]] = {name: [] for name in handlers}
+        for n in range(args.rounds):
+            for name, app in handlers.items():
+                costs[name].append(_round(app, token, prefix=f"{name}-{n}", requests=args.requests))
+    finally:
+        cluster.stop()
+    full, api = (statistics.median(costs[name]) for name in ("full", "api"))
+    print(
+        json.dumps(
+            {
+                "cpu_us_per_request_full_chain": round(full),
+                "cpu_us_per_request_api_chain": round(api),
+                "saving_us": round(full - api),
+                "rounds": {name: [round(c) for c in values] for name, values in costs.items()},
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

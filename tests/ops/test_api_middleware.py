@@ -1,0 +1,100 @@
+"""The API path's middleware chain (comcenter/lib/wsgi_routing.py), through the WSGI
+application itself: /api/v1/ skips sessions, CSRF, auth, messages and static files, and
+keeps everything else; the rest of the site keeps the full chain."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+
+from comcenter.lib.wsgi_routing import API_SKIPPED_MIDDLEWARE, routed_application
+from comcenter.middleware import SECURITY_HEADER_NAMES
+
+
+def _call(app: Any, path: str, *, method: str = "GET", body: bytes = b"", **headers: str) -> Any:
+    environ = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "443",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_HOST": "testserver",
+        "HTTP_X_FORWARDED_PROTO": "https",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        **{f"HTTP_{k.upper()}": v for k, v in headers.items()},
+    }
+    answer: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        answer["status"] = int(status[:3])
+        answer["headers"] = headers
+
+    # As Django's test client does: the handler must not close the test's transaction.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        answer["body"] = b"".join(app(environ, start_response))
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    return answer
+
+
+@pytest.fixture
+def app(settings: Any) -> Any:
+    settings.ALLOWED_HOSTS = ["testserver"]
+    return routed_application()
+
+
+def test_it_accepts_an_event_with_every_security_header_and_no_cookie(
+    app: Any, alice: Any, make_event: Any
+) -> None:
+    answer = _call(
+        app,
+        "/api/v1/events",
+        method="POST",
+        body=json.dumps(make_event("lean-1")).encode(),
+        AUTHORIZATION=f"Bearer {alice.token}",
+        X_REQUEST_ID="req-lean",
+    )
+    assert answer["status"] == 202
+    names = {name.lower(): value for name, value in answer["headers"]}
+    assert {h.lower() for h in SECURITY_HEADER_NAMES} <= set(names)
+    assert names["x-request-id"] == "req-lean"
+    assert "set-cookie" not in names
+    assert "vary" not in names or "cookie" not in names["vary"].lower()
+
+
+def test_it_answers_a_forged_token_on_the_api_path_with_401(app: Any, db: Any) -> None:
+    answer = _call(app, "/api/v1/events", method="POST", body=b"{}", AUTHORIZATION="Bearer forged")
+    assert answer["status"] == 401
+    assert json.loads(answer["body"])["error"]
+
+
+def test_it_keeps_sessions_and_csrf_for_the_admin(app: Any, db: Any) -> None:
+    answer = _call(app, "/admin/login/")
+    assert answer["status"] == 200
+    cookies = [value for name, value in answer["headers"] if name.lower() == "set-cookie"]
+    assert any(cookie.strip().startswith("csrftoken=") for cookie in cookies)
+
+
+def test_it_skips_only_the_named_middleware(settings: Any) -> None:
+    chain = [m for m in settings.MIDDLEWARE if m not in API_SKIPPED_MIDDLEWARE]
+    assert len(chain) == len(settings.MIDDLEWARE) - len(API_SKIPPED_MIDDLEWARE)
+    assert "comcenter.middleware.RequestIdMiddleware" in chain
