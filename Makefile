@@ -50,9 +50,10 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# The replay benchmark (bench/replay.py): needs PostgreSQL and Redis on their standard local
-# ports. BENCH_EVENTS / BENCH_RATE change the replay; `make bench-max` finds the highest rate
-# holding P95 <= 120 ms.
+# The replay benchmark (bench/replay.py): starts a PostgreSQL cluster and a Redis server of its
+# own (PostgreSQL's server binaries and redis-server must be installed), measures the floor and
+# comcenter. BENCH_EVENTS / BENCH_RATE change the replay, BENCH_MODE=soak runs 30 minutes;
+# `make bench-max` finds the highest rate holding P95 <= 120 ms.
 bench: install
 	$(PY) -m bench.replay
 
