@@ -27,6 +27,17 @@ class StrictSerializer(serializers.Serializer):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+            # DRF's CharField turns 7 into "7"; the schema says string, and a key sent as a
+            # number must not quietly equal the same key sent as text.
+            not_text = sorted(
+                name
+                for name, field in self.fields.items()
+                if isinstance(field, serializers.CharField)
+                and name in data
+                and not isinstance(data[name], str)
+            )
+            if not_text:
+                raise serializers.ValidationError({name: ["Not a string."] for name in not_text})
         return super().to_internal_value(data)
 
 

@@ -293,3 +293,10 @@ def test_it_answers_json_where_the_app_sees_bad_framing(post: Post) -> None:
     body = assert_refused(post(text[: len(text) // 2]), 400)
     assert body["error"] == "malformed_json"
     assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize("field", ["idempotency_key", "event_type", "ordering_key"])
+def test_it_refuses_a_number_where_the_schema_says_string(post: Post, field: str) -> None:
+    # Found by the contract run: DRF's CharField took 7 for "7".
+    assert_refused(post(event_body(**{field: 7})), 400, field)
+    assert not Event.objects.exists()
