@@ -63,7 +63,8 @@ def server(django_db_setup: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    urllib.request.urlopen(f"{base}/health/live", timeout=2)
+                    # A probe that timed out would still be served, and counted, later: wait for it.
+                    urllib.request.urlopen(f"{base}/health/live", timeout=30)
                     break
                 except OSError:
                     if process.poll() is not None or time.monotonic() > deadline:
