@@ -24,6 +24,8 @@ install: $(VENV)/.installed
 	@echo "# Local HTTP on 127.0.0.1: cookies without the Secure flag so the admin login works" >> .env
 	@echo "SESSION_COOKIE_SECURE=false" >> .env
 	@echo "CSRF_COOKIE_SECURE=false" >> .env
+	@echo "# No proxy in front locally: /metrics is open to loopback without METRICS_TOKEN" >> .env
+	@echo "TRUST_PROXY_HEADERS=false" >> .env
 	@echo "wrote .env with a fresh SECRET_KEY and demo credentials (dry-run defaults; see .env.example)"
 
 migrate: install .env

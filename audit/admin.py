@@ -8,8 +8,11 @@ from comcenter.lib.admin import ReadOnlyAdmin
 
 @admin.register(AuditRecord)
 class AuditRecordAdmin(ReadOnlyAdmin):
-    list_display = ("id", "kind", "event_uid", "message_uid", "request_id", "actor", "seq", "at")
+    list_display = ("id", "at", "kind", "actor", "event_uid", "message_uid", "request_id", "seq")
     list_filter = ("kind",)
+    # Newest first: what just happened is what an operator looks for.
+    ordering = ("-id",)
     search_fields = ("=event_uid", "=message_uid", "=request_id", "=recipient_id")
+    search_help_text = "An event id, message id, request id or recipient id."
     date_hierarchy = "at"
     show_full_result_count = False

@@ -12,8 +12,8 @@ from typing import Any
 from django.db import connection, transaction
 
 from audit.models import AuditRecord
-from comcenter.lib.bulk import rows_insert
 from comcenter.lib.context import get_request_id
+from comcenter.lib.db import is_postgres, rows_insert
 from comcenter.lib.hashing import canonical_json, sha256_hex
 
 
@@ -97,7 +97,7 @@ def audit_seal(*, batch: int = 2000, limit: int | None = None) -> int:
     sealed = 0
     while limit is None or sealed < limit:
         with transaction.atomic():
-            if connection.vendor == "postgresql":
+            if is_postgres():
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SEAL_LOCK_ID])
             # On SQLite the IMMEDIATE transaction already serializes writers.
@@ -131,7 +131,7 @@ def _write_seals(seals: list[tuple[int, int, str, str]]) -> None:
         return
     table = connection.ops.quote_name(AuditRecord._meta.db_table)
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        if is_postgres():
             ids, seqs, prev_hashes, hashes = (list(column) for column in zip(*seals, strict=True))
             cursor.execute(
                 f"UPDATE {table} AS a SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash "  # noqa: S608 -- table name from the model, values bound

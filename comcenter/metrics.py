@@ -95,7 +95,29 @@ def _flag_families() -> Iterator[Metric]:
     yield family
 
 
-_STATE_SOURCES = {"queue": _queue_families, "outbox": _outbox_families, "flags": _flag_families}
+def _guard_families() -> Iterator[Metric]:
+    from guard.models import Trigger
+    from guard.selectors import incidents_open
+
+    open_by_trigger = dict.fromkeys(Trigger.values, 0)
+    for trigger in incidents_open().values_list("trigger", flat=True):
+        open_by_trigger[trigger] += 1
+    family = GaugeMetricFamily(
+        "comcenter_guard_open_incidents",
+        "Incidents the guard opened and no operator has resolved yet, by trigger.",
+        labels=["trigger"],
+    )
+    for trigger, count in open_by_trigger.items():
+        family.add_metric([trigger], count)
+    yield family
+
+
+_STATE_SOURCES = {
+    "queue": _queue_families,
+    "outbox": _outbox_families,
+    "flags": _flag_families,
+    "guard": _guard_families,
+}
 
 
 class StateCollector(Collector):

@@ -6,10 +6,14 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
-from comcenter.lib.admin import ReadOnlyAdmin
+from comcenter.lib.admin import ReadOnlyAdmin, short_link, state_badge
 from delivery import dlq, routes, suppressions
 from delivery.models import Attempt, DeadLetter, Message, MessageState, Route, Suppression
 
@@ -60,6 +64,15 @@ class SuppressionAdmin(admin.ModelAdmin):
             actor=request.user.get_username(),
         )
 
+    def delete_model(self, request: HttpRequest, obj: Suppression) -> None:
+        suppressions.suppression_remove(suppression=obj, actor=request.user.get_username())
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Suppression]) -> None:
+        for suppression in queryset:
+            suppressions.suppression_remove(
+                suppression=suppression, actor=request.user.get_username()
+            )
+
 
 class AttemptInline(admin.TabularInline):
     model = Attempt
@@ -88,29 +101,56 @@ class AttemptInline(admin.TabularInline):
 class _MessageAdminBase(ReadOnlyAdmin):
     list_display = (
         "id",
-        "uid",
-        "event_uid",
+        "state_badge",
+        "short_uid",
         "channel",
         "template_key",
         "recipient_id",
-        "sequence",
+        "event_link",
         "attempts",
-        "last_error",
-        "state",
+        "last_error_short",
         "updated_at",
     )
+    list_display_links = ("id",)
     list_select_related = ("event",)
     list_filter: ClassVar[tuple[str, ...]] = ("state", "channel", "provider", "template_key")
-    search_fields = ("=uid", "=event__uid", "=recipient_id", "=state", "template_key")
+    search_fields = (
+        "=uid",
+        "=event__uid",
+        "=event__request_id",
+        "=recipient_id",
+        "=to_address",
+        "=state",
+        "template_key",
+    )
+    search_help_text = "An id, event id, request id, recipient id, address, state or template."
+    ordering = ("-id",)
     date_hierarchy = "created_at"
     show_full_result_count = False
     inlines = (AttemptInline,)
     exclude = ("template", "template_version", "route", "lane", "event")
-    readonly_fields = ("event_uid", "route", "template_version")
+    readonly_fields = ("event_link", "lineage_link", "route", "template_version")
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj: Message) -> str:
+        return state_badge(obj.state)
+
+    @admin.display(description="id", ordering="uid")
+    def short_uid(self, obj: Message) -> str:
+        return short_link(reverse("admin:delivery_message_change", args=[obj.pk]), obj.uid)
 
     @admin.display(description="event")
-    def event_uid(self, obj: Message) -> str:
-        return str(obj.event.uid)
+    def event_link(self, obj: Message) -> str:
+        return short_link(reverse("admin:events_event_change", args=[obj.event_id]), obj.event.uid)
+
+    @admin.display(description="last error")
+    def last_error_short(self, obj: Message) -> str:
+        return obj.last_error if len(obj.last_error) <= 60 else f"{obj.last_error[:60]}…"
+
+    @admin.display(description="lineage")
+    def lineage_link(self, obj: Message) -> str:
+        url = reverse("admin:audit_auditrecord_changelist")
+        return format_html('<a href="{}?q={}">lineage of this message</a>', url, obj.uid)
 
 
 @admin.register(Message)
@@ -140,7 +180,19 @@ class DeadLetterAdmin(_MessageAdminBase):
         self.message_user(request, f"Requeued {count} dead message(s).", messages.SUCCESS)
 
     @admin.action(description="Discard the selected dead messages", permissions=["dlq"])
-    def discard(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+    def discard(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> Any:
+        if request.POST.get("post") != "yes":
+            # Discarding deletes: a page names what goes and asks again.
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Discard dead messages?",
+                "opts": self.model._meta,
+                "messages_to_discard": list(queryset[:100]),
+                "selected_ids": list(queryset.values_list("pk", flat=True)),
+                "count": queryset.count(),
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "delivery/admin/discard_confirm.html", context)
         count = dlq.message_discard_dead(
             message_ids=list(queryset.values_list("pk", flat=True)),
             actor=request.user.get_username(),
@@ -152,21 +204,33 @@ class DeadLetterAdmin(_MessageAdminBase):
 class AttemptAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
+        "outcome_badge",
         "message_uid",
         "number",
         "provider",
         "response_code",
         "error",
-        "stale",
+        "stale_note",
         "started_at",
-        "outcome",
         "finished_at",
     )
     list_select_related = ("message",)
+    ordering = ("-id",)
     list_filter = ("outcome", "provider", "stale")
     search_fields = ("=message__uid", "=response_code")
     show_full_result_count = False
 
     @admin.display(description="message")
     def message_uid(self, obj: Attempt) -> str:
-        return str(obj.message.uid)
+        return short_link(
+            reverse("admin:delivery_message_change", args=[obj.message_id]), obj.message.uid
+        )
+
+    @admin.display(description="outcome", ordering="outcome")
+    def outcome_badge(self, obj: Attempt) -> str:
+        return state_badge(obj.outcome)
+
+    @admin.display(description="stale", ordering="stale")
+    def stale_note(self, obj: Attempt) -> str:
+        # Text, not a boolean icon: a red cross on every healthy row read as a failure.
+        return "stale (lease ran out)" if obj.stale else ""

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, Min
 
-from delivery.clock import db_now
+from comcenter.lib.db import db_now
 from delivery.models import ACTIVE_STATES, FINAL_STATES, WAITING_STATES, Message, MessageState
 from events.models import Event
 

@@ -33,6 +33,21 @@ def suppression_add(*, channel: str, address: str, reason: str, actor: str, note
     return created
 
 
+def suppression_remove(*, suppression: Suppression, actor: str) -> None:
+    """Send to the address again (an operator lifted the opt-out or the bounce), with lineage."""
+    with transaction.atomic():
+        audit_append(
+            kind="suppression.removed",
+            actor=actor,
+            data={
+                "suppression": suppression.pk,
+                "channel": suppression.channel,
+                "reason": suppression.reason,
+            },
+        )
+        suppression.delete()
+
+
 def suppressed_addresses(*, channel: str, addresses: Iterable[str]) -> set[str]:
     """Which of these addresses are suppressed on `channel` (compared as stored)."""
     wanted = {address_key(channel=channel, address=a) for a in addresses}

@@ -7,9 +7,11 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -19,13 +21,18 @@ from comcenter.lib.body import body_read
 from comcenter.lib.errors import ApiError
 from comcenter.lib.latency import ack_latency_record
 from comcenter.lib.metrics import ACK_LATENCY, EVENTS
+from comcenter.lib.wire import IDEMPOTENCY_KEY_RULE, idempotency_key_valid, quoted
 from events import services
 from events.models import Event, EventStatus
 from events.serializers import EventInSerializer, find_unstorable
+from flags.services import flag_is_on
 from identity.caller import Caller
 from identity.idp import idp_caller_prefix
 
 PENDING_RETRY_AFTER_SECONDS = 60
+# How long a client is asked to wait while INTAKE_PAUSED is on: an operator or the guard
+# decides when it lifts, so this is a polite polling interval, not a promise.
+INTAKE_PAUSED_RETRY_AFTER_SECONDS = 30
 
 
 def _reject(status_code: int, code: str, detail: Any, reason: str | None = None) -> ApiError:
@@ -33,8 +40,42 @@ def _reject(status_code: int, code: str, detail: Any, reason: str | None = None)
     return ApiError(status_code, code, detail)
 
 
+def refuse_if_intake_paused() -> None:
+    """503 `intake_paused` while the flag is on, before authentication and parsing, so a
+    paused intake stores nothing and costs no more than the cached flag read."""
+    if flag_is_on("INTAKE_PAUSED"):
+        EVENTS.labels(outcome="rejected", reason="intake_paused").inc()
+        raise ApiError(
+            503,
+            "intake_paused",
+            "Intake is paused (INTAKE_PAUSED); nothing was stored. Retry later.",
+            headers={"Retry-After": str(INTAKE_PAUSED_RETRY_AFTER_SECONDS)},
+        )
+
+
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
+
+
+class DuplicateMember(ValueError):
+    """A JSON object names a member twice. JSON parsers disagree on which one wins (the last,
+    the first, an error), so a signer and we could read different events from the same
+    bytes: refused, never resolved."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise DuplicateMember(name)
+            seen.add(name)
+    return result
 
 
 def parse_json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
@@ -47,11 +88,16 @@ def parse_json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
         raise _reject(415, "unsupported_media_type", "Send the body as application/json.")
     body = body_read(request, max_bytes=max_bytes)
     try:
-        parsed = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        parsed = json.loads(
+            body.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_object
+        )
     except UnicodeDecodeError:
         raise _reject(400, "malformed_json", "The body is not valid UTF-8.") from None
     except RecursionError:
         raise _reject(400, "malformed_json", "The JSON is nested too deeply.") from None
+    except DuplicateMember as exc:
+        detail = {"body": [f"Member {quoted(exc.name)!r} appears twice in one object."]}
+        raise _reject(400, "invalid_fields", detail, "duplicate_member") from None
     except ValueError as exc:
         raise _reject(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
@@ -65,8 +111,8 @@ def parse_json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
 @functools.cache
 def _event_validator() -> EventInSerializer:
     """One serializer per process, used only through `run_validation`, which keeps no state
-    on the instance: building a serializer deep-copies all its fields, a sixth of the ack
-    path's CPU when done per request."""
+    on the instance: building a serializer deep-copies all its fields, a large share of the
+    ack path's CPU when done per request (bench/NOTES.md)."""
     return EventInSerializer()
 
 
@@ -79,6 +125,14 @@ def validate_event(parsed: dict[str, Any], header_key: str | None) -> tuple[dict
     except ValidationError as exc:
         raise _reject(400, "invalid_fields", exc.detail, "invalid_fields") from None
     body_key = payload.pop("idempotency_key", None)
+    for given in (body_key, header_key):
+        if given and not idempotency_key_valid(given):
+            raise _reject(
+                400,
+                "invalid_fields",
+                {"idempotency_key": [f"An idempotency key is {IDEMPOTENCY_KEY_RULE}."]},
+                "invalid_fields",
+            )
     if header_key is not None and body_key is not None and header_key != body_key:
         raise _reject(
             400,
@@ -94,13 +148,6 @@ def validate_event(parsed: dict[str, Any], header_key: str | None) -> tuple[dict
             {"idempotency_key": ["Required, in the body or the Idempotency-Key header."]},
             "invalid_fields",
         )
-    if len(key) > 255:
-        raise _reject(
-            400,
-            "invalid_fields",
-            {"idempotency_key": ["At most 255 characters."]},
-            "invalid_fields",
-        )
     known = services.known_event_types()
     if payload["event_type"] not in known:
         raise _reject(
@@ -108,8 +155,21 @@ def validate_event(parsed: dict[str, Any], header_key: str | None) -> tuple[dict
             "unknown_event_type",
             {"event_type": [f"Unknown event type. Known types: {sorted(known)}."]},
         )
+    validator = _data_validator(payload["event_type"])
+    if validator is not None:
+        try:
+            validator(payload["data"])
+        except ValidationError as exc:
+            raise _reject(400, "invalid_fields", {"data": exc.detail}, "invalid_fields") from None
     payload["recipient"] = dict(payload["recipient"])
     return payload, key
+
+
+def _data_validator(event_type: str) -> Callable[[Any], Any] | None:
+    """The app-provided check of this event type's `data` (settings.EVENT_DATA_VALIDATORS,
+    by dotted path, so that `events` imports no app that consumes its events)."""
+    dotted = settings.EVENT_DATA_VALIDATORS.get(event_type)
+    return import_string(dotted) if dotted else None
 
 
 def accept_and_respond(

@@ -7,13 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 
 from comcenter.lib.admin import ReadOnlyAdmin
 from identity import services
-from identity.jwks import jwks_refresh
+from identity.jwks import jwks_fetch_now
 from identity.models import SCOPES, JwksState, ServiceAccount
 
 
@@ -32,9 +35,22 @@ class JwksStateAdmin(ReadOnlyAdmin):
             return ""
         return ", ".join(str(k.get("kid", "?"))[:64] for k in keys if isinstance(k, dict))
 
-    @admin.action(description="Fetch the configured JWKS now")
+    def has_fetch_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("identity.change_jwksstate")
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        if not settings.JWKS_URL:
+            self.message_user(
+                request,
+                "JWKS_URL is not set: no identity provider is configured, so there are no keys "
+                "to show. Service-account tokens work without one.",
+                messages.INFO,
+            )
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description="Fetch the configured JWKS now", permissions=["fetch"])
     def fetch_now(self, request: HttpRequest, queryset: QuerySet[JwksState]) -> None:
-        if jwks_refresh():
+        if jwks_fetch_now(actor=request.user.get_username()):
             self.message_user(request, "Fetched the JWKS; its keys are saved.")
         else:
             self.message_user(
@@ -77,8 +93,19 @@ class ServiceAccountAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return () if obj is None else ("name", *self.readonly_fields)
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # An account's page is read-only (no Save buttons that do nothing): its only changes
+        # are the rotate and revoke actions, which check their own permissions.
+        return obj is None and super().has_change_permission(request)
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # revoke instead: the lineage keeps naming the client
+
+    def has_rotate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("identity.change_serviceaccount")
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("identity.change_serviceaccount")
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change:
@@ -89,29 +116,39 @@ class ServiceAccountAdmin(admin.ModelAdmin):
             actor=request.user.get_username(),
         )
         obj.pk = account.pk
-        # Shown once; only its hash is stored.
-        self.message_user(
-            request,
-            f"Client id {account.client_id}, secret {secret} — copy it now, it is not shown again.",
-            messages.WARNING,
-        )
+        # Kept on the request only, for response_add to show once; only its hash is stored.
+        request.new_secrets = [(account, secret)]  # type: ignore[attr-defined]
 
-    @admin.action(description="Rotate the secret of the selected accounts")
-    def rotate_secret(self, request: HttpRequest, queryset: QuerySet[ServiceAccount]) -> None:
-        lines = []
-        for account in queryset.filter(is_active=True):
-            secret = services.service_account_rotate_secret(
-                account=account, actor=request.user.get_username()
-            )
-            lines.append(f"{account.client_id}: {secret}")
-        self.message_user(
-            request,
-            f"Rotated {len(lines)} secret(s); copy them now, they are not shown again. "
-            + "; ".join(lines),
-            messages.WARNING,
-        )
+    def response_add(self, request: HttpRequest, obj: Any, post_url_continue: Any = None) -> Any:
+        return self._secrets_page(request, "Service account created", request.new_secrets)  # type: ignore[attr-defined]
 
-    @admin.action(description="Revoke the selected accounts")
+    def _secrets_page(
+        self, request: HttpRequest, title: str, secrets: list[tuple[ServiceAccount, str]]
+    ) -> TemplateResponse:
+        """The new secrets on a page of their own, never in the message storage (a cookie
+        with the default settings: signed, not encrypted) and never cached."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.model._meta,
+            "secrets": secrets,
+        }
+        response = TemplateResponse(request, "identity/admin/secrets_once.html", context)
+        add_never_cache_headers(response)
+        return response
+
+    @admin.action(description="Rotate the secret of the selected accounts", permissions=["rotate"])
+    def rotate_secret(
+        self, request: HttpRequest, queryset: QuerySet[ServiceAccount]
+    ) -> TemplateResponse:
+        actor = request.user.get_username()
+        secrets = [
+            (account, services.service_account_rotate_secret(account=account, actor=actor))
+            for account in queryset.filter(is_active=True)
+        ]
+        return self._secrets_page(request, f"Rotated {len(secrets)} secret(s)", secrets)
+
+    @admin.action(description="Revoke the selected accounts", permissions=["revoke"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ServiceAccount]) -> None:
         count = 0
         for account in queryset.filter(is_active=True):

@@ -17,6 +17,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from audit.models import AuditRecord
 from templates.models import Template, TemplateVersion
 from templates.rendering import RenderError, render_version, validate_source
 from templates.sandbox import ALLOWED_FILTERS, ALLOWED_TAGS
@@ -59,6 +60,20 @@ class TemplateForm(forms.ModelForm):
         for field in ("subject", "body", "html"):
             if field in self.fields:
                 self.fields[field].help_text = f"{self.fields[field].help_text} {_SYNTAX_HELP}"
+
+    def _clean_source(self, field: str) -> str:
+        # Browsers submit textareas with CRLF line ends: stored as LF, so saving an unchanged
+        # template from the browser is not a content change and makes no new version.
+        return (self.cleaned_data.get(field) or "").replace("\r\n", "\n")
+
+    def clean_subject(self) -> str:
+        return self._clean_source("subject")
+
+    def clean_body(self) -> str:
+        return self._clean_source("body")
+
+    def clean_html(self) -> str:
+        return self._clean_source("html")
 
     def clean_locale(self) -> str:
         return locale_clean(self.cleaned_data.get("locale") or "")
@@ -139,6 +154,25 @@ class TemplateAdmin(admin.ModelAdmin):
     search_fields = ("key", "description")
     inlines = (TemplateVersionInline,)
     actions = ("whitelist", "unwhitelist", "enable", "disable")
+    object_history_template = "templates/admin/template_history.html"
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        # Every change goes through an audited service, not the admin's LogEntry: History
+        # shows the template's lineage rows.
+        lineage = (
+            list(
+                AuditRecord.objects.filter(
+                    kind__startswith="template.", data__template_id=int(object_id)
+                ).order_by("-id")[:100]
+            )
+            if object_id.isdigit()
+            else []
+        )
+        return super().history_view(
+            request, object_id, {**(extra_context or {}), "lineage": lineage}
+        )
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # messages keep pointing at its versions; disable it instead
@@ -240,18 +274,20 @@ class TemplateAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
-    @admin.action(description="Whitelist the selected templates")
+    @admin.action(description="Whitelist the selected templates", permissions=["change"])
     def whitelist(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
         self._switch(request, queryset, template_set_whitelisted, True, "whitelisted")
 
-    @admin.action(description="Remove the selected templates from the whitelist")
+    @admin.action(
+        description="Remove the selected templates from the whitelist", permissions=["change"]
+    )
     def unwhitelist(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
         self._switch(request, queryset, template_set_whitelisted, False, "unwhitelisted")
 
-    @admin.action(description="Enable the selected templates")
+    @admin.action(description="Enable the selected templates", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
         self._switch(request, queryset, template_set_enabled, True, "enabled")
 
-    @admin.action(description="Disable the selected templates")
+    @admin.action(description="Disable the selected templates", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
         self._switch(request, queryset, template_set_enabled, False, "disabled")

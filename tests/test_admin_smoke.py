@@ -5,28 +5,14 @@ from __future__ import annotations
 
 import pytest
 from django.contrib import admin
-from django.core.management import call_command
 from django.urls import reverse
 
-from events.services import event_accept
+from tests.support.demo import load_demo_traffic
 
 
 @pytest.fixture
 def staff_client(olivia):
-    call_command("load_demo", verbosity=0)
-    event_accept(
-        caller="sa:smoke",
-        payload={
-            "event_type": "deadline_soon",
-            "recipient": {"id": "s-1", "email": "a@example.org", "phone": "+12025550123"},
-            "data": {"scholarship": "STEM Futures", "deadline": "2026-12-01"},
-        },
-        idempotency_key="smoke-1",
-        request_id="req-smoke",
-    )
-    from delivery.tasks import pump
-
-    pump("smoke")  # messages, attempts and lineage rows to show
+    load_demo_traffic(key="smoke-1")  # messages, attempts and lineage rows to show
     return olivia
 
 

@@ -34,3 +34,9 @@ E2E_LATENCY = Histogram(
     ["channel"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
+GUARD_TRIPS = Counter(
+    "comcenter_guard_trips_total",
+    "Incidents the automatic guard opened, by trigger (errors_5xx, jwt_failures, queue_depth, "
+    "ack_p95).",
+    ["trigger"],
+)

@@ -83,9 +83,21 @@ def test_the_requeue_action_requeues_and_reports_a_count(olivia, dead):
     assert AuditRecord.objects.filter(kind="message.pending", actor="olivia").count() == 2
 
 
+def test_the_discard_action_asks_first_and_deletes_nothing_until_confirmed(olivia, dead):
+    response = olivia.post(DLQ, {"action": "discard", "_selected_action": [dead[0].pk, dead[1].pk]})
+
+    assert response.status_code == 200
+    assert "Discarding deletes 2 dead message(s)" in response.text
+    assert str(dead[0].uid) in response.text
+    assert Message.objects.filter(pk__in=[dead[0].pk, dead[1].pk]).count() == 2
+    assert not AuditRecord.objects.filter(kind="message.discarded").exists()
+
+
 def test_the_discard_action_deletes_and_reports_a_count(olivia, dead):
     response = olivia.post(
-        DLQ, {"action": "discard", "_selected_action": [dead[0].pk]}, follow=True
+        DLQ,
+        {"action": "discard", "_selected_action": [dead[0].pk], "post": "yes"},
+        follow=True,
     )
 
     assert "Discarded 1 dead message(s)." in [str(m) for m in response.context["messages"]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.admin import AdminSite
+from django.contrib.auth.models import User
 from django.contrib.messages import get_messages
 from django.contrib.messages.storage.fallback import FallbackStorage
 from django.test import RequestFactory
@@ -18,6 +19,7 @@ def admin_request() -> Any:
     request = RequestFactory().post("/admin/identity/jwksstate/")
     request.session = {}
     request._messages = FallbackStorage(request)
+    request.user = User(username="olivia", is_staff=True)  # the action records who asked
     return request
 
 

@@ -5,11 +5,6 @@ both workers."""
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,9 +15,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.servers import database_url, free_port
+from tests.support.web import WebServer
 
-ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = 120
 
 pytestmark = pytest.mark.slow
@@ -30,50 +24,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def server(django_db_setup: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    port = free_port()
-    log_path = tmp_path / "stdout.log"
-    metrics_dir = tmp_path / "metrics"
-    metrics_dir.mkdir()
-    env = dict(os.environ)
-    env.update(
-        SECRET_KEY=secrets.token_urlsafe(50),
-        DATABASE_URL=database_url(),
-        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-        GUNICORN_BIND=f"127.0.0.1:{port}",
-        WEB_CONCURRENCY="2",
-        PYTHONUNBUFFERED="1",
-    )
-    with log_path.open("wb") as log, (tmp_path / "stderr.log").open("wb") as errors:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "deploy/gunicorn.conf.py",
-                "comcenter.wsgi:application",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=errors,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    # A probe that timed out would still be served, and counted, later: wait for it.
-                    urllib.request.urlopen(f"{base}/health/live", timeout=30)
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
-            yield {"base": base, "log": log_path}
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+    # No proxy in front: /metrics is open to this loopback scraper.
+    web = WebServer(tmp_path, TRUST_PROXY_HEADERS="false").start()
+    try:
+        yield {"base": web.base, "log": web.log}
+    finally:
+        web.stop()
 
 
 def _get(url: str, **headers: str) -> bytes:

@@ -23,7 +23,7 @@ from django.conf import settings
 from comcenter.run import DEFAULT_WEB_SERVER, web_command
 from identity.auth import issue_access_token
 from identity.services import service_account_create
-from tests.support.servers import database_url, free_port
+from tests.support.web import database_url, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # Below the 30 s a stalled client holds a sync worker (its timeout), with room for a loaded

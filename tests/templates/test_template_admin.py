@@ -74,6 +74,17 @@ def test_it_saves_an_edit_as_a_new_version(olivia, make_template):
     assert "Hurry, Ada!" in page.text
 
 
+def test_it_makes_no_new_version_when_the_browser_sends_crlf_line_ends(olivia, make_template):
+    template = make_template(body="Hello {{ name }},\nsee you.")
+    response = olivia.post(
+        f"{LIST}{template.pk}/change/", _edit_form(template, body="Hello {{ name }},\r\nsee you.")
+    )
+    assert response.status_code == 302
+    template.refresh_from_db()
+    assert template.current_version.number == 1
+    assert "The content did not change; no new version." in olivia.get(LIST).text
+
+
 def test_it_refuses_an_edit_with_a_forbidden_tag(olivia, make_template):
     template = make_template()
     response = olivia.post(f"{LIST}{template.pk}/change/", _edit_form(template, body="{% debug %}"))
@@ -176,3 +187,18 @@ def test_it_switches_templates_in_bulk_and_reports_counts(
 def test_it_offers_no_delete(olivia, make_template):
     template = make_template()
     assert olivia.get(f"{LIST}{template.pk}/delete/").status_code == 403
+
+
+def test_it_shows_the_lineage_on_the_history_page(olivia, make_template):
+    template = make_template()
+    olivia.post(LIST, {"action": "disable", "_selected_action": [template.pk]})
+
+    response = olivia.get(f"{LIST}{template.pk}/history/")
+
+    assert response.status_code == 200
+    assert [record.kind for record in response.context["lineage"]] == [
+        "template.enabled",
+        "template.created",
+    ]
+    assert 'id="template-lineage"' in response.text
+    assert "enabled=False" in response.text

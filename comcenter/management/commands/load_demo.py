@@ -15,6 +15,7 @@ from delivery.routes import route_ensure
 from events.services import event_type_ensure
 from identity.models import ServiceAccount
 from identity.services import service_account_create, service_account_ensure
+from support.demo import support_demo_load
 from templates.models import Template
 from templates.services import template_create
 
@@ -54,6 +55,9 @@ DEMO_TEMPLATES: list[dict[str, Any]] = [
     },
 ]
 
+# Every demo template previews out of the box with the data its events carry.
+DEMO_SAMPLE_DATA = {"scholarship": "STEM Futures", "deadline": "2026-12-01"}
+
 DEMO_ROUTES = [
     ("deadline_soon", "deadline_soon_email", "email"),
     ("deadline_soon", "deadline_soon_sms", "sms"),
@@ -85,6 +89,7 @@ class Command(BaseCommand):
                 tier=0,
                 enabled=True,
                 whitelisted=True,
+                sample_data=DEMO_SAMPLE_DATA,
                 actor="load_demo",
             )
             created_templates += 1
@@ -95,10 +100,13 @@ class Command(BaseCommand):
                 channel=channel,
                 position=position,
             )
+        support = support_demo_load(actor="load_demo")
         self._demo_account()
         self.stdout.write(
             f"demo data loaded: {len(DEMO_EVENT_TYPES)} event types, "
-            f"{created_templates} new templates, {len(DEMO_ROUTES)} routes"
+            f"{created_templates} new templates, {len(DEMO_ROUTES)} routes; support routing: "
+            f"{support['rules']} new rules, {support['templates']} new templates, "
+            f"{support['routes']} routes"
         )
 
     def _demo_account(self) -> None:
