@@ -63,7 +63,7 @@ def server(token: str, tmp_path: Path) -> Iterator[tuple[str, int]]:
             deadline = time.monotonic() + 90
             while True:
                 try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=2)
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=30)
                     break
                 except OSError:
                     if process.poll() is not None or time.monotonic() > deadline:

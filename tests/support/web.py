@@ -78,7 +78,8 @@ class WebServer:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                urllib.request.urlopen(f"{self.base}/health/live", timeout=2)
+                # A probe that timed out is still served (and counted) later: wait for it.
+                urllib.request.urlopen(f"{self.base}/health/live", timeout=30)
                 return self
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
