@@ -38,6 +38,7 @@ def bench_environment(*, web_workers: int, q_workers: int, port: int, metrics_di
     env.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
     env.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
     env.setdefault("SECRET_KEY", "bench-" + secrets.token_urlsafe(40))
+    env.setdefault("AUDIT_KEY", "bench-" + secrets.token_urlsafe(40))
     env.update(
         DJANGO_SETTINGS_MODULE="comcenter.settings",
         DEBUG="false",

@@ -272,9 +272,9 @@ WITH ev AS (
     RETURNING id, received_at
 ), lineage AS (
     INSERT INTO audit_auditrecord (
-        kind, request_id, event_uid, message_uid, recipient_id, actor, data, prev_hash, hash
+        kind, request_id, event_uid, message_uid, recipient_id, actor, data
     )
-    SELECT 'event.received', %s, %s::uuid, NULL, %s, %s, %s::jsonb, '', '' FROM ev
+    SELECT 'event.received', %s, %s::uuid, NULL, %s, %s, %s::jsonb FROM ev
 )
 SELECT id, received_at FROM ev
 """
