@@ -177,7 +177,7 @@ def _prepare(events: int, per_key: int) -> float:
     """Empty the tables, set up one email route, accept `events` events; returns events/s."""
     from django.db import connection
 
-    from delivery.services import route_ensure
+    from delivery.routes import route_ensure
     from events import services as event_services
     from events.services import event_accept, event_type_ensure
     from flags.services import flag_set

@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from comcenter.lib.admin import ReadOnlyAdmin
-from delivery import services
+from delivery import dlq, routes, suppressions
 from delivery.models import Attempt, DeadLetter, Message, MessageState, Route, Suppression
 
 
@@ -28,17 +28,17 @@ class RouteAdmin(admin.ModelAdmin):
     list_editable = ("enabled",)
     list_filter = ("channel", "enabled", "event_type")
     search_fields = ("event_type", "template_key")
-    fields = services.ROUTE_EDITABLE
+    fields = routes.ROUTE_EDITABLE
 
     def save_model(self, request: HttpRequest, obj: Route, form: Any, change: bool) -> None:
-        services.route_save(route=obj, actor=request.user.get_username(), created=not change)
+        routes.route_save(route=obj, actor=request.user.get_username(), created=not change)
 
     def delete_model(self, request: HttpRequest, obj: Route) -> None:
-        services.route_delete(route=obj, actor=request.user.get_username())
+        routes.route_delete(route=obj, actor=request.user.get_username())
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
         for route in queryset:
-            services.route_delete(route=route, actor=request.user.get_username())
+            routes.route_delete(route=route, actor=request.user.get_username())
 
 
 @admin.register(Suppression)
@@ -52,7 +52,7 @@ class SuppressionAdmin(admin.ModelAdmin):
         return False  # add or delete; an edited address would be a different suppression
 
     def save_model(self, request: HttpRequest, obj: Suppression, form: Any, change: bool) -> None:
-        services.suppression_add(
+        suppressions.suppression_add(
             channel=obj.channel,
             address=obj.address,
             reason=obj.reason,
@@ -133,7 +133,7 @@ class DeadLetterAdmin(_MessageAdminBase):
 
     @admin.action(description="Requeue the selected dead messages", permissions=["dlq"])
     def requeue(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
-        count = services.message_requeue_dead(
+        count = dlq.message_requeue_dead(
             message_ids=list(queryset.values_list("pk", flat=True)),
             actor=request.user.get_username(),
         )
@@ -141,7 +141,7 @@ class DeadLetterAdmin(_MessageAdminBase):
 
     @admin.action(description="Discard the selected dead messages", permissions=["dlq"])
     def discard(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
-        count = services.message_discard_dead(
+        count = dlq.message_discard_dead(
             message_ids=list(queryset.values_list("pk", flat=True)),
             actor=request.user.get_username(),
         )

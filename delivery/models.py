@@ -3,7 +3,7 @@
 The message table is the system of record of delivery: django-q2 only runs code, so every
 state, due time, lease and fencing token lives here. A message belongs to a `Lane` (one per
 caller and ordering key); the lane row is what serializes claims of one key across worker
-processes (see delivery/dispatcher.py for the claim protocol)."""
+processes (see delivery/claims.py for the claim protocol)."""
 
 from __future__ import annotations
 

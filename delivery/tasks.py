@@ -16,14 +16,10 @@ import uuid
 
 from audit.services import audit_seal
 from delivery.dispatcher import dispatch_due
-from delivery.services import (
-    EXPAND_BATCH_SIZE,
-    messages_expire_due,
-    messages_purge_dead,
-    outbox_expand,
-    worker_lease_release,
-    worker_lease_take,
-)
+from delivery.dlq import messages_purge_dead
+from delivery.gates import messages_expire_due
+from delivery.leases import worker_lease_release, worker_lease_take
+from delivery.outbox import EXPAND_BATCH_SIZE, outbox_expand
 from events.handoff import outbox_consumer_active, outbox_wake_consumed
 
 log = logging.getLogger(__name__)

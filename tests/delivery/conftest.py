@@ -18,7 +18,7 @@ import pytest
 from django.db import connection
 
 from delivery.models import Message, Route
-from delivery.services import route_ensure
+from delivery.routes import route_ensure
 from delivery.tasks import pump
 from events.models import Event
 from events.services import event_accept, event_type_ensure

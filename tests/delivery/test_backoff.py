@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from delivery.dispatcher import retry_delay
+from delivery.retries import retry_delay
 
 
 @pytest.mark.parametrize(

@@ -15,14 +15,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from django.utils import timezone
 
-from delivery.dispatcher import claim
+from delivery.claims import claim, messages_recover_expired_leases
 from delivery.models import Attempt, Lane, Message
-from delivery.services import (
-    Change,
-    message_transition,
-    messages_recover_expired_leases,
-    outbox_consume,
-)
+from delivery.outbox import outbox_consume
+from delivery.transitions import Change, message_transition
 from tests.delivery.conftest import set_flag, wait_until
 
 

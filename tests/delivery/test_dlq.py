@@ -10,8 +10,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from audit.models import AuditRecord
+from delivery.dlq import message_discard_dead, message_requeue_dead
 from delivery.models import Attempt, Message
-from delivery.services import message_discard_dead, message_requeue_dead
 from delivery.tasks import purge_dead
 from tests.delivery.conftest import run_pump
 

@@ -12,10 +12,11 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditRecord
-from delivery import dispatcher
+from delivery import batch, dispatcher
 from delivery.dispatcher import dispatch_batch
 from delivery.models import Lane, Message, MessageState, Route
-from delivery.services import outbox_consume, suppression_add
+from delivery.outbox import outbox_consume
+from delivery.suppressions import suppression_add
 from templates.models import Category, Template, Tier
 from templates.services import template_create
 from tests.delivery.conftest import run_pump, set_flag
@@ -219,7 +220,9 @@ def test_it_leaves_a_message_in_line_when_sends_are_turned_on_mid_batch(
             return len(reads) == 1
         return real_flag_is_on(name)
 
+    # The loop reads the flag to pick the batch's kind, the batch again to decide each message.
     monkeypatch.setattr(dispatcher, "flag_is_on", sends_turn_on_after_the_batch_was_selected)
+    monkeypatch.setattr(batch, "flag_is_on", sends_turn_on_after_the_batch_was_selected)
     dispatch_batch(channel="email")
 
     message = Message.objects.get(event=event)

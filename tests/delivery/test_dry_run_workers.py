@@ -12,9 +12,10 @@ from django.db import connection
 
 from audit.models import AuditRecord
 from delivery import dispatcher
-from delivery.dispatcher import BatchResult, dispatch_batch
+from delivery.batch import BatchResult
+from delivery.dispatcher import dispatch_batch
 from delivery.models import Message, MessageState
-from delivery.services import outbox_consume
+from delivery.outbox import outbox_consume
 from tests.delivery.conftest import wait_until
 
 KEYS = 8
@@ -73,7 +74,7 @@ def test_a_second_dispatcher_skips_the_lanes_of_a_dry_run_batch_in_progress(
     inside, release = threading.Event(), threading.Event()
     locked: list[int] = []
     results: dict[str, BatchResult] = {}
-    real_hydrate = dispatcher._hydrate
+    real_hydrate = dispatcher.hydrate
 
     def hydrate_then_wait(ids: list[int]) -> Any:
         # The first dispatcher stops inside its transaction, its lanes locked.
@@ -89,7 +90,7 @@ def test_a_second_dispatcher_skips_the_lanes_of_a_dry_run_batch_in_progress(
         finally:
             connection.close()
 
-    monkeypatch.setattr(dispatcher, "_hydrate", hydrate_then_wait)
+    monkeypatch.setattr(dispatcher, "hydrate", hydrate_then_wait)
     thread = threading.Thread(target=first, name="first")
     thread.start()
     try:

@@ -7,8 +7,10 @@ from datetime import timedelta
 from django.utils import timezone
 
 from audit.models import AuditRecord
+from delivery.gates import messages_expire_due
 from delivery.models import Attempt, Message, MessageState, Route
-from delivery.services import messages_expire_due, outbox_consume, suppression_add
+from delivery.outbox import outbox_consume
+from delivery.suppressions import suppression_add
 from templates.models import Category, Template, Tier
 from templates.services import template_create
 from tests.delivery.conftest import run_pump, set_flag, states

@@ -8,9 +8,10 @@ from datetime import timedelta
 from django.utils import timezone
 
 from audit.models import AuditRecord
-from delivery.dispatcher import claim, dispatch_due
+from delivery.claims import claim, messages_recover_expired_leases
+from delivery.dispatcher import dispatch_due
 from delivery.models import Lane, Message, MessageState
-from delivery.services import messages_recover_expired_leases, outbox_consume
+from delivery.outbox import outbox_consume
 from events.models import Event
 from tests.delivery.conftest import run_pump
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 from django.utils import timezone
 
 from delivery.models import Message
+from delivery.outbox import outbox_consume
 from delivery.selectors import messages_for_event, queue_stats
-from delivery.services import outbox_consume
 from tests.delivery.conftest import run_pump
 
 

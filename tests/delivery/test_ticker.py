@@ -9,8 +9,9 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from comcenter.schedules import sync_schedules
+from delivery.leases import worker_lease_take
 from delivery.models import Attempt, Lane, Message
-from delivery.services import outbox_consume, worker_lease_take
+from delivery.outbox import outbox_consume
 from delivery.tasks import TICKER_LEASE, tick, tick_pass
 from tests.delivery.conftest import states
 

@@ -87,7 +87,7 @@ def test_it_generates_an_id_when_the_caller_sends_none_or_a_bad_one(
 
 def test_it_carries_the_id_into_work_bound_to_it(lines: list[dict]) -> None:
     with request_id_bound("req-worker-7"):
-        logging.getLogger("delivery.dispatcher").warning("provider failed")
+        logging.getLogger("delivery.batch").warning("provider failed")
     _read(lines, _output())
     (line,) = lines
     assert line["request_id"] == "req-worker-7"

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from delivery.services import route_ensure
+from delivery.routes import route_ensure
 from events.models import ServiceAccount
 from events.services import event_type_ensure, service_account_create, service_account_ensure
 from templates.models import Template

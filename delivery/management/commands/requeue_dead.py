@@ -10,8 +10,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
 
+from delivery.dlq import message_requeue_dead
 from delivery.models import Message, MessageState
-from delivery.services import message_requeue_dead
 
 
 class Command(BaseCommand):

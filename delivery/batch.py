@@ -1,0 +1,372 @@
+"""Dry run. While DISABLE_SEND is on and dispatch is not paused, nothing leaves the machine, so a
+batch needs no lease: in one transaction it selects the heads as step 1 does (locking the
+messages as well as their lanes, since it sets no busy_until), applies the same gates and
+rendering as a claimed batch, and moves each message from its waiting state straight to its
+outcome (`dry_run`, or what a gate decided), with one lineage row (carrying the gap note when
+out of order) and done_sequence advanced. The locks, held until that commit, keep every other
+worker off those lanes. Sends turned on mid-batch leave the remaining messages in line for the
+next batch, which is claimed.
+
+Every write of a result leaves `dispatching` through `message_transition(fenced=True)`: it
+applies only under the lease_token this worker claimed, and frees the lane in the same
+statement. A send starts only while the remaining lease exceeds three provider deadlines, so a
+live worker is never overtaken by a second claimer of its lane. A worker that dies leaves
+`dispatching` rows whose lease runs out; `messages_recover_expired_leases` puts them back in
+line (`retrying`, due now) and their lanes free themselves when busy_until passes. Each send's
+result is committed before the next send starts, so a worker killed mid-batch leaves at most
+one message sent but unrecorded: at most one duplicate per crash, and the email Message-ID and
+the gateway's Idempotency-Key (both from the message uid) let the receiver drop it. Times are
+the database's (Now()), never the host's."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models.functions import Now
+
+from comcenter.lib.context import request_id_bound
+from delivery.clock import DbClock
+from delivery.gates import message_gate
+from delivery.models import WAITING_STATES, Attempt, AttemptOutcome, Message, MessageState
+from delivery.providers.base import OutboundMessage, Provider, ProviderError, ProviderSession
+from delivery.ratelimit import ratelimit_refund
+from delivery.retries import retry_delay
+from delivery.suppressions import suppressed_addresses
+from delivery.transitions import Change, message_transition
+from flags.services import flag_is_on
+from templates.rendering import Rendered, RenderError, render_version
+
+log = logging.getLogger(__name__)
+
+
+# A send starts only while the lease has this many provider deadlines left: an SMTP send is
+# several socket operations, each bounded by the deadline.
+LEASE_MARGIN_CALLS = 3
+MAX_ERROR_LENGTH = 500
+
+
+def call_timeout() -> float:
+    """The provider deadline per network operation: well inside the lease (PITFALLS: a call
+    that outlives its lease breaks per-key order even if its result write is fenced)."""
+    return min(10.0, settings.DISPATCH_LEASE_SECONDS / (2 * LEASE_MARGIN_CALLS))
+
+
+@dataclass
+class BatchResult:
+    claimed: int = 0
+    states: Counter[str] = field(default_factory=Counter)
+
+
+class Batch:
+    """Sends one claimed batch. Outcomes that left nothing outside (gates, dry-run, render
+    errors, releases) are written together at the end; each real send's result is committed
+    before the next send starts."""
+
+    # Where the messages are when their outcomes are written, and whether those writes are
+    # fenced on the claim's token (which also frees the lane).
+    from_states: tuple[str, ...] = (MessageState.DISPATCHING,)
+    fenced = True
+
+    def __init__(
+        self, provider: Provider, messages: list[Message], tokens: int, claimed_at: float
+    ) -> None:
+        self.provider = provider
+        self.messages = messages
+        self.tokens = tokens
+        self.clock = DbClock()
+        # Measured from before the claim statement, so never later than the real lease end.
+        self.lease_end = claimed_at + settings.DISPATCH_LEASE_SECONDS
+        self.timeout = call_timeout()
+        self.session: ProviderSession | None = None
+        self.deferred: dict[tuple[str, str], list[Change]] = {}
+        self.result = BatchResult(claimed=len(messages))
+        channel = messages[0].channel
+        self.suppressed = suppressed_addresses(
+            channel=channel, addresses=[m.to_address for m in messages]
+        )
+
+    def run(self) -> BatchResult:
+        try:
+            for message in self.messages:
+                with request_id_bound(message.event.request_id):
+                    self._one(message)
+        finally:
+            if self.session is not None:
+                self.session.close()
+            self._flush()
+            if self.tokens:
+                ratelimit_refund(provider=self.provider.name, count=self.tokens)
+        return self.result
+
+    # -- decisions
+
+    def _one(self, message: Message) -> None:
+        ready = self._decide(message)
+        if ready is None:
+            return
+        rendered, version_id = ready
+        if flag_is_on("RATE_LIMIT_ENABLED") and self.tokens <= 0:
+            # Claimed while sends were off (no tokens reserved) and sends are on now.
+            self._defer(message, MessageState.PENDING, "waiting for the rate limit")
+            return
+        if self.lease_end - time.monotonic() < LEASE_MARGIN_CALLS * self.timeout:
+            self._defer(message, MessageState.PENDING, "lease budget spent; back in line")
+            return
+        self.tokens = max(0, self.tokens - 1)
+        self._send(message, rendered, version_id)
+
+    def _decide(self, message: Message) -> tuple[Rendered, int] | None:
+        """Apply the gates, render, and record dry run while DISABLE_SEND is on. Defers the
+        outcome and returns None when one was decided; else returns what to send (the
+        rendered content and its template version)."""
+        gate = message_gate(message=message, now=self.clock.now(), suppressed=self.suppressed)
+        if gate is not None:
+            self._defer(message, *gate)
+            return None
+        template = message.template
+        # message_gate() returned None, so both exist.
+        assert template is not None
+        assert template.current_version is not None
+        version = template.current_version
+        version.template = template  # render_version reads it; avoid a query per message
+        try:
+            rendered = render_version(version, _context(message))
+        except RenderError as exc:
+            self._defer(
+                message,
+                MessageState.DEAD,
+                "render failed",
+                last_error=f"render failed: {exc}"[:MAX_ERROR_LENGTH],
+                template_version_id=version.pk,
+            )
+            return None
+        if flag_is_on("DISABLE_SEND"):
+            self._defer(
+                message,
+                MessageState.DRY_RUN,
+                "DISABLE_SEND is on: rendered, not sent",
+                rendered=rendered,
+                template_version_id=version.pk,
+            )
+            return None
+        return rendered, version.pk
+
+    # -- sending
+
+    def _send(self, message: Message, rendered: Rendered, version_id: int) -> None:
+        number = message.attempts + 1
+        started = self.clock.now()
+        outbound = OutboundMessage(
+            message_uid=str(message.uid),
+            channel=message.channel,
+            to=message.to_address,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            request_id=message.event.request_id,
+        )
+        try:
+            if self.session is None:
+                self.session = self.provider.open(timeout=self.timeout)
+            sent = self.session.send(outbound)
+        except ProviderError as exc:
+            self._failed(message, exc, number, started, rendered, version_id)
+            return
+        except Exception as exc:  # a provider bug must not leave the batch dispatching
+            log.exception("provider raised an unexpected error", extra=_log_extra(message))
+            self._drop_session()
+            error = ProviderError(
+                f"unexpected {type(exc).__name__} from the provider", permanent=False
+            )
+            self._failed(message, error, number, started, rendered, version_id)
+            return
+        attempt = self._attempt(message, number, started, AttemptOutcome.SENT, sent.response_code)
+        self._write_now(
+            message,
+            MessageState.SENT,
+            "provider accepted",
+            attempt=attempt,
+            attempts=number,
+            provider_message_id=sent.provider_message_id[:255],
+            dispatched_at=Now(),
+            rendered=rendered,
+            template_version_id=version_id,
+            last_error="",
+        )
+
+    def _failed(
+        self,
+        message: Message,
+        error: ProviderError,
+        number: int,
+        started: datetime,
+        rendered: Rendered,
+        version_id: int,
+    ) -> None:
+        if not error.permanent:
+            # The session may be broken (a 421 closes the channel); a fresh one is cheap.
+            self._drop_session()
+        text = (error.message or type(error).__name__)[:MAX_ERROR_LENGTH]
+        outcome = AttemptOutcome.PERMANENT if error.permanent else AttemptOutcome.TRANSIENT
+        attempt = self._attempt(message, number, started, outcome, error.response_code, text)
+        values: dict[str, Any] = {
+            "attempts": number,
+            "last_error": text,
+            "rendered": rendered,
+            "template_version_id": version_id,
+        }
+        if error.permanent:
+            state, reason = MessageState.DEAD, "permanent provider error"
+        elif not flag_is_on("RETRIES_ENABLED"):
+            state, reason = MessageState.DEAD, "RETRIES_ENABLED is off"
+        elif number >= settings.RETRY_MAX_ATTEMPTS:
+            state, reason = MessageState.DEAD, f"gave up after {number} attempts"
+        else:
+            delay = retry_delay(attempt=number, retry_after=error.retry_after)
+            state, reason = MessageState.RETRYING, "transient provider error"
+            values["next_attempt_at"] = Now() + timedelta(seconds=delay)
+            values["data"] = {"retry_in_seconds": round(delay, 3)}
+        log.warning(
+            "delivery failed",
+            extra={
+                **_log_extra(message),
+                "state": state,
+                "response_code": error.response_code,
+                "attempt": number,
+            },
+        )
+        self._write_now(message, state, reason, attempt=attempt, **values)
+
+    def _attempt(
+        self,
+        message: Message,
+        number: int,
+        started: datetime,
+        outcome: str,
+        code: str,
+        error: str = "",
+    ) -> Attempt:
+        return Attempt(
+            message=message,
+            number=number,
+            lease_token=message.lease_token,
+            started_at=started,
+            outcome=outcome,
+            provider=self.provider.name,
+            response_code=(code or "")[:50],
+            error=error,
+            idempotency_key=str(message.uid),
+        )
+
+    def _drop_session(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    # -- recording
+
+    def _change(self, message: Message, values: dict[str, Any]) -> Change:
+        data = values.pop("data", {})
+        rendered: Rendered | None = values.pop("rendered", None)
+        attempt = values.pop("attempt", None)
+        if rendered is not None:
+            values["rendered_hash"] = rendered.content_hash
+        values.setdefault("provider", self.provider.name)
+        latency = (self.clock.now() - message.received_at).total_seconds()
+        return Change(message=message, values=values, data=data, attempt=attempt, latency=latency)
+
+    def _write_now(self, message: Message, state: str, reason: str, **values: Any) -> None:
+        if "lease_until" not in values:
+            values["lease_until"] = None
+        moved = message_transition(
+            changes=[self._change(message, values)],
+            state=state,
+            from_states=[MessageState.DISPATCHING],
+            reason=reason,
+            fenced=True,
+            durable=False,
+        )
+        if moved:
+            self.result.states[state] += 1
+        else:
+            log.warning("result not recorded: the claim was superseded", extra=_log_extra(message))
+
+    def _defer(self, message: Message, state: str, reason: str, **values: Any) -> None:
+        values["lease_until"] = None
+        if state == MessageState.DRY_RUN:
+            values["dispatched_at"] = Now()
+        if state == MessageState.PENDING:
+            # Back in line without an attempt: due again at once (or when the limit allows).
+            values["next_attempt_at"] = Now()
+        if "last_error" not in values and state in (MessageState.DEAD, MessageState.BLOCKED):
+            values["last_error"] = reason[:MAX_ERROR_LENGTH]
+        self.deferred.setdefault((state, reason), []).append(self._change(message, values))
+
+    def _flush(self) -> None:
+        for (state, reason), changes in self.deferred.items():
+            moved = message_transition(
+                changes=changes,
+                state=state,
+                from_states=self.from_states,
+                reason=reason,
+                fenced=self.fenced,
+                durable=False,
+            )
+            self.result.states[state] += len(moved)
+        self.deferred = {}
+
+
+class DryRunBatch(Batch):
+    """A batch selected while DISABLE_SEND is on: nothing will leave the machine, so there is
+    no claim, lease or fencing token. Runs inside the transaction that locked the batch's
+    lanes; each message goes from its waiting state straight to its outcome, decided by the
+    same code as a claimed batch's, and its one lineage row carries the gap note a claim
+    row would have carried."""
+
+    from_states = WAITING_STATES
+    fenced = False
+
+    def __init__(
+        self, provider: Provider, messages: list[Message], notes: dict[int, dict[str, Any]]
+    ) -> None:
+        super().__init__(provider, messages, tokens=0, claimed_at=time.monotonic())
+        self.notes = notes
+
+    def run(self) -> BatchResult:
+        for message in self.messages:
+            with request_id_bound(message.event.request_id):
+                # A message that _decide() would send (DISABLE_SEND was turned off since the
+                # batch was selected) stays in line, untouched, for the next batch: a claimed
+                # one, which sends it.
+                self._decide(message)
+        self._flush()
+        return self.result
+
+    def _change(self, message: Message, values: dict[str, Any]) -> Change:
+        change = super()._change(message, values)
+        change.data = {**self.notes.get(message.pk, {}), **change.data}
+        return change
+
+
+def _context(message: Message) -> dict[str, Any]:
+    event = message.event
+    data = event.data if isinstance(event.data, dict) else {}
+    return {
+        **data,
+        "recipient": {"id": message.recipient_id, "locale": message.locale},
+        "event_type": event.event_type,
+    }
+
+
+def _log_extra(message: Message) -> dict[str, Any]:
+    return {
+        "message_uid": str(message.uid),
+        "channel": message.channel,
+        "request_id": message.event.request_id,
+    }

@@ -1,0 +1,267 @@
+"""Claims: which due messages a worker may take next, taken a batch at a time under a lease
+(the dispatch loop in delivery/dispatcher.py sends each batch through one provider session),
+and the recovery of claims whose worker lost its lease.
+
+Per-key ordering. Every message belongs to a lane (one per caller and ordering key) and has a
+lane position (lane_order, event id, id), lane_order being the sequence or 0 (receipt order)
+without one. A message is claimable when all of these hold:
+- it is waiting (pending, retrying; held too unless DISPATCH_PAUSED) and next_attempt_at has
+  come (retry backoff, rate-limit waits);
+- it is the lane's head: no active message of the lane (waiting or dispatching) comes before
+  it;
+- its lane is free: `lane.busy_until` (the lease of the lane's message in flight) is unset or
+  past;
+- it is in order or has waited long enough: no sequence; or sequence <= lane.done_sequence + 1
+  (done_sequence is the highest sequence of the key that reached a final state, a dead
+  message included, so a dead message releases its key; or whose event produced no message
+  in the lane); or its gap wait is over (`gap_until`, ORDERING_GAP_WAIT after the message
+  entered its lane — not after the event's receipt, so that a backlog in the outbox cannot
+  use up the wait before the predecessor had a chance to arrive — and no event received
+  within ORDERING_GAP_WAIT of it is still in the outbox, so that a predecessor received in
+  time but not yet expanded still goes first), in which case the claim's lineage row records
+  the gap.
+
+Claim protocol, one transaction, the same ORM code on PostgreSQL and SQLite:
+1. SELECT the claimable heads of a channel in due order, LIMIT batch, FOR UPDATE OF the lane
+   row SKIP LOCKED. A lane another worker is claiming right now is skipped. A lane another
+   worker claimed and committed after this statement's snapshot is caught by PostgreSQL's
+   re-check of the WHERE clause on the newest version of the row it locks: `busy_until` is
+   set there, so the row drops out.
+2. UPDATE those lanes: busy_until = now() + DISPATCH_LEASE_SECONDS.
+3. UPDATE the messages to `dispatching` (only if still in the state read in step 1) with
+   lease_until = now() + lease and lease_token + 1, and write their lineage rows. A lane
+   whose message changed meanwhile is freed again.
+On SQLite there is no SKIP LOCKED (Django drops the clause); the IMMEDIATE transaction holds
+the database write lock from its first statement, so the steps run with no other writer."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import BooleanField, Case, Exists, F, Func, OuterRef, Q, QuerySet, Value, When
+from django.db.models.functions import Now
+
+from delivery.models import (
+    ACTIVE_STATES,
+    WAITING_STATES,
+    Attempt,
+    AttemptOutcome,
+    Lane,
+    Message,
+    MessageState,
+)
+from delivery.providers.registry import provider_for
+from delivery.transitions import Change, message_transition
+from events.models import Event, OutboxState
+from templates.models import Template
+
+log = logging.getLogger(__name__)
+
+
+class _RowBefore(Func):
+    """(a, b, c) < (x, y, z): a row-value comparison, which PostgreSQL and SQLite both
+    evaluate and PostgreSQL plans far faster than the equivalent chain of ORs."""
+
+    output_field = BooleanField()
+    conditional = True
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        parts: list[str] = []
+        params: list[Any] = []
+        for expression in self.get_source_expressions():
+            sql, sql_params = compiler.compile(expression)
+            parts.append(sql)
+            params.extend(sql_params)
+        half = len(parts) // 2
+        return f"({', '.join(parts[:half])}) < ({', '.join(parts[half:])})", params
+
+
+def _heads(states: tuple[str, ...]) -> QuerySet[Message]:
+    """Due messages in `states` at the head of a free lane (see the module docstring)."""
+    earlier = Message.objects.filter(
+        _RowBefore(
+            F("lane_order"),
+            F("event_id"),
+            F("id"),
+            OuterRef("lane_order"),
+            OuterRef("event_id"),
+            OuterRef("id"),
+        ),
+        lane_id=OuterRef("lane_id"),
+        state__in=ACTIVE_STATES,
+    )
+    in_order = Q(sequence__isnull=True) | Q(sequence__lte=F("lane__done_sequence") + 1)
+    lane_free = Q(lane__busy_until__isnull=True) | Q(lane__busy_until__lt=Now())
+    gap_over = Q(gap_until__lte=Now())
+    watermark = _outbox_watermark()
+    if watermark is not None:
+        # A predecessor received within this message's gap wait may still be in the outbox
+        # (a backlog, an expansion transaction not yet committed): the wait is over only
+        # once every event received up to then has entered its lane.
+        gap_over &= Q(received_at__lt=watermark - timedelta(seconds=settings.ORDERING_GAP_WAIT))
+    return (
+        Message.objects.filter(lane_free, state__in=states, next_attempt_at__lte=Now())
+        .filter(in_order | gap_over)
+        .filter(~Exists(earlier))
+        .annotate(gap=Case(When(in_order, then=Value(False)), default=Value(True)))
+    )
+
+
+def _outbox_watermark() -> datetime | None:
+    """When the oldest event still waiting in the outbox was received (None: it is empty).
+    Events held outside the outbox (auth_pending) do not count."""
+    return (
+        Event.objects.filter(outbox_state=OutboxState.PENDING)
+        .order_by("id")
+        .values_list("received_at", flat=True)
+        .first()
+    )
+
+
+def claimable_states(*, paused: bool) -> tuple[str, ...]:
+    # While paused, heads are still claimed so they can be recorded `held`; held ones stay.
+    if paused:
+        return (MessageState.PENDING, MessageState.RETRYING)
+    return WAITING_STATES
+
+
+def has_due(*, channel: str, paused: bool) -> bool:
+    return _heads(claimable_states(paused=paused)).filter(channel=channel).exists()
+
+
+def lock_heads(
+    *, channel: str, states: tuple[str, ...], limit: int, lock_messages: bool = False
+) -> dict[int, Message]:
+    """Up to `limit` claimable heads of `channel` in due order (id, lane_id and the `gap`
+    annotation only), with their lanes locked until the caller's transaction ends.
+
+    FOR UPDATE OF the lane, SKIP LOCKED: a lane another worker is claiming (or dry-running)
+    is skipped; one it claimed and committed meanwhile fails the re-check of `busy_until`
+    that PostgreSQL runs on the row it locks (its newest version). Either way this worker
+    never takes a second message of a busy lane.
+
+    A dry-run batch sets no `busy_until` for that re-check to see, so it locks the messages
+    too (`lock_messages`): then the re-check reads the message's own newest state, and a
+    head that another worker dry-ran and committed after this statement's snapshot has left
+    the waiting states and drops out, instead of being hydrated and decided for nothing."""
+    of = ("self", "lane") if lock_messages else ("lane",)
+    return {
+        m.pk: m
+        for m in _heads(states)
+        .filter(channel=channel)
+        .select_related("lane")
+        .select_for_update(skip_locked=True, of=of)
+        .only("id", "lane_id", "lane__id")
+        .order_by("next_attempt_at", "id")[:limit]
+    }
+
+
+def claim(*, channel: str, limit: int, paused: bool) -> list[Message]:
+    """Claim up to `limit` due heads of `channel` (at most one per lane) for this worker."""
+    states = claimable_states(paused=paused)
+    lease = timedelta(seconds=settings.DISPATCH_LEASE_SECONDS)
+    with transaction.atomic():
+        found = lock_heads(channel=channel, states=states, limit=limit)
+        if not found:
+            return []
+        lanes = {m.lane_id for m in found.values()}
+        Lane.objects.filter(pk__in=lanes).update(busy_until=Now() + lease)
+        messages = hydrate(list(found))
+        claimed = message_transition(
+            changes=[
+                Change(message=m, data=gap_note(m) if found[m.pk].gap else {}) for m in messages
+            ],
+            state=MessageState.DISPATCHING,
+            from_states=states,
+            reason="claimed",
+            common={"lease_token": F("lease_token") + 1, "lease_until": Now() + lease},
+            durable=False,
+        )
+        unclaimed = lanes - {m.lane_id for m in claimed}
+        if unclaimed:
+            # Their head changed state meanwhile (expired, requeued): free the lane again.
+            Lane.objects.filter(pk__in=unclaimed).update(busy_until=None)
+    return claimed
+
+
+def hydrate(ids: list[int]) -> list[Message]:
+    """The claimed rows with what sending needs: the event (not its recipient object or
+    token) and each template once per batch, with its current version."""
+    messages = list(
+        Message.objects.filter(pk__in=ids)
+        .select_related("event")
+        .defer("event__recipient", "event__pending_token", "event__payload_hash")
+        .order_by("next_attempt_at", "id")
+    )
+    templates = Template.objects.select_related("current_version").in_bulk(
+        {m.template_id for m in messages if m.template_id is not None}
+    )
+    for message in messages:
+        if message.template_id is not None:
+            message.template = templates[message.template_id]
+    return messages
+
+
+def gap_note(message: Message) -> dict[str, Any]:
+    return {
+        "ordering_gap": {
+            "missing_sequence": (message.sequence or 1) - 1,
+            "waited_seconds": settings.ORDERING_GAP_WAIT,
+        }
+    }
+
+
+def messages_recover_expired_leases(*, limit: int = 500) -> int:
+    """Messages whose worker's lease ran out (killed, hung, lost its database) go back to
+    `retrying`, due now, with an `abandoned` attempt: the send may or may not have happened.
+    Such a message counts the lost attempt; at the attempt limit it is dead."""
+    stale = list(
+        Message.objects.filter(state=MessageState.DISPATCHING, lease_until__lt=Now())
+        .select_related("event")
+        .order_by("lease_until")[:limit]
+    )
+    changes: dict[str, list[Change]] = {MessageState.RETRYING: [], MessageState.DEAD: []}
+    for message in stale:
+        number = message.attempts + 1
+        attempt = Attempt(
+            message=message,
+            number=number,
+            lease_token=message.lease_token,
+            # When the claim began, as near as the row tells (the lease it took).
+            started_at=message.lease_until - timedelta(seconds=settings.DISPATCH_LEASE_SECONDS),
+            outcome=AttemptOutcome.ABANDONED,
+            provider=provider_for(message.channel).name,
+            error="lease expired before the worker recorded a result",
+            idempotency_key=str(message.uid),
+        )
+        dead = number >= settings.RETRY_MAX_ATTEMPTS
+        changes[MessageState.DEAD if dead else MessageState.RETRYING].append(
+            Change(
+                message=message,
+                values={
+                    "attempts": number,
+                    "lease_until": None,
+                    "next_attempt_at": Now(),
+                    "last_error": "worker lost its lease; outcome unknown",
+                },
+                attempt=attempt,
+            )
+        )
+    moved = 0
+    for state, group in changes.items():
+        moved += len(
+            message_transition(
+                changes=group,
+                state=state,
+                from_states=[MessageState.DISPATCHING],
+                reason="lease expired",
+                fenced=True,
+            )
+        )
+    if moved:
+        log.warning("recovered messages whose worker lost its lease", extra={"count": moved})
+    return moved

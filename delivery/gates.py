@@ -1,0 +1,74 @@
+"""The gates a message passes right before its send (expiry, suppression, template state,
+kill switches), and the ticker's expiry of waiting messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models.functions import Now
+
+from delivery.models import WAITING_STATES, Message, MessageState
+from delivery.suppressions import address_key
+from delivery.transitions import Change, message_transition
+from flags.services import flag_is_on
+from templates.models import Category, Template
+from templates.selectors import template_for
+
+
+def message_gate(
+    *, message: Message, now: datetime, suppressed: set[str]
+) -> tuple[str, str] | None:
+    """(state, reason) when a gate stops the message, read right before its send; None lets
+    it through. `suppressed` holds the batch's suppressed addresses (see address_key). Loads
+    the message's template when the claim did not."""
+    if message.expires_at is not None and message.expires_at <= now:
+        return MessageState.EXPIRED, "expires_at passed before dispatch"
+    if address_key(channel=message.channel, address=message.to_address) in suppressed:
+        return MessageState.SUPPRESSED, "address is suppressed"
+    template = message.template or template_for(
+        key=message.template_key, locale=message.locale or None
+    )
+    if template is None:
+        return MessageState.DEAD, f"no template {message.template_key!r}"
+    message.template = template
+    stop = _template_gate(template, message.channel)
+    if stop is not None:
+        return stop
+    if flag_is_on("DISPATCH_PAUSED"):
+        return MessageState.HELD, "DISPATCH_PAUSED is on"
+    return None
+
+
+def _template_gate(template: Template, channel: str) -> tuple[str, str] | None:
+    if template.channel != channel:
+        return MessageState.DEAD, f"template is for {template.channel}, the route for {channel}"
+    if template.current_version_id is None:
+        return MessageState.DEAD, "template has no version"
+    if not template.enabled:
+        return MessageState.BLOCKED, "template disabled"
+    if not template.whitelisted:
+        return MessageState.BLOCKED, "template not whitelisted"
+    if template.category == Category.PROMOTIONAL and not flag_is_on("PROMO_SENDS"):
+        return MessageState.BLOCKED, "PROMO_SENDS is off"
+    if template.tier >= 1 and (not flag_is_on("AUTOMATION_ENABLED") or flag_is_on("SAFE_MODE")):
+        return MessageState.BLOCKED, f"tier {template.tier} needs AUTOMATION_ENABLED, not SAFE_MODE"
+    return None
+
+
+def messages_expire_due(*, limit: int = 500) -> int:
+    """Waiting messages past their `expires_at` become expired without waiting for their turn:
+    they will never be sent, so they need not hold their key either."""
+    due = list(
+        Message.objects.filter(state__in=WAITING_STATES, expires_at__lte=Now())
+        .select_related("event")
+        .order_by("expires_at")[:limit]
+    )
+    return len(
+        message_transition(
+            changes=[Change(message=m) for m in due],
+            state=MessageState.EXPIRED,
+            from_states=WAITING_STATES,
+            reason="expires_at passed before dispatch",
+            common={"next_attempt_at": Now()},
+        )
+    )

@@ -1,0 +1,191 @@
+"""Outbox expansion: accepted events become messages, one per enabled route whose channel
+the recipient has an address for, each with its `pending` lineage row."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from audit.models import AuditRecord
+from audit.services import audit_build
+from comcenter.lib.bulk import rows_insert
+from delivery.clock import db_now
+from delivery.models import Lane, Message, MessageState, Route, WorkerLease
+from events.handoff import outbox_wake_consumed
+from events.models import Event, EventStatus, OutboxState
+from events.services import event_mark_handed_off
+from templates.models import Template
+from templates.selectors import template_for
+
+# Where each channel finds its address in the event's recipient object.
+ADDRESS_FIELDS = {"email": "email", "sms": "phone"}
+EXPAND_LOCK = "outbox-expand"
+# Events an outbox_expand call turns into messages at most (one transaction).
+EXPAND_BATCH_SIZE = 500
+
+
+def outbox_expand(*, limit: int = EXPAND_BATCH_SIZE) -> int:
+    """Turn pending outbox events into messages, oldest first; returns how many events were
+    consumed (0 when the outbox is empty).
+
+    One event gives one message per enabled route of its type whose channel the recipient
+    has an address for; the unique (event, route) index makes a second message impossible.
+    Expansion holds a lock row so that one worker at a time expands: messages of one key are
+    then created in receipt order, which the lane order relies on. A worker that finds the
+    lock taken returns 0 and goes on dispatching instead of queueing behind it; an event
+    committed just after the holder's last look is picked up by the ticker's next pass
+    (within a second)."""
+    WorkerLease.objects.get_or_create(name=EXPAND_LOCK)
+    with transaction.atomic():
+        locked = (
+            WorkerLease.objects.select_for_update(skip_locked=True)
+            .filter(name=EXPAND_LOCK)
+            .exists()
+        )
+        if not locked:
+            return 0
+        events = list(
+            Event.objects.filter(outbox_state=OutboxState.PENDING, status=EventStatus.ACCEPTED)
+            .order_by("id")
+            .defer("pending_token")[:limit]
+        )
+        if not events:
+            return 0
+        _expand(events)
+        event_mark_handed_off(event_ids=[event.pk for event in events])
+    return len(events)
+
+
+def outbox_consume() -> int:
+    """The outbox consumer's whole job: clear the wake marker first (so an event committed
+    from now on wakes a new run), then expand until the outbox is empty."""
+    outbox_wake_consumed()
+    total = 0
+    while consumed := outbox_expand():
+        total += consumed
+    return total
+
+
+def _expand(events: list[Event]) -> None:
+    routes: dict[str, list[Route]] = {}
+    for route in Route.objects.filter(
+        enabled=True, event_type__in={event.event_type for event in events}
+    ).order_by("position", "id"):
+        routes.setdefault(route.event_type, []).append(route)
+    lanes = _lanes_for(events)
+    templates: dict[tuple[str, str], Template | None] = {}
+    # The gap wait starts when a message enters its lane. Counting from the event's receipt
+    # would let an outbox backlog longer than the wait release a successor before its
+    # predecessor (received just before or after it) was even expanded.
+    gap_until = db_now() + timedelta(seconds=settings.ORDERING_GAP_WAIT)
+    messages: list[Message] = []
+    notes: list[AuditRecord] = []
+    settle: list[tuple[Lane, int]] = []
+    for event in events:
+        lane = lanes[(event.caller, event.ordering_key)]
+        recipient = event.recipient if isinstance(event.recipient, dict) else {}
+        locale = str(recipient.get("locale") or "")
+        created = 0
+        if not routes.get(event.event_type):
+            notes.append(_event_note(event, "delivery.no_route", {"event_type": event.event_type}))
+        for route in routes.get(event.event_type, []):
+            address = str(recipient.get(ADDRESS_FIELDS.get(route.channel, "")) or "")
+            if not address:
+                notes.append(
+                    _event_note(
+                        event,
+                        "delivery.route_skipped",
+                        {
+                            "route": route.pk,
+                            "template": route.template_key,
+                            "channel": route.channel,
+                            "reason": f"recipient has no {ADDRESS_FIELDS.get(route.channel)}",
+                        },
+                    )
+                )
+                continue
+            memo = (route.template_key, locale)
+            if memo not in templates:
+                templates[memo] = template_for(key=route.template_key, locale=locale or None)
+            template = templates[memo]
+            messages.append(
+                Message(
+                    event=event,
+                    route=route,
+                    lane=lane,
+                    channel=route.channel,
+                    template_key=route.template_key,
+                    template=template,
+                    template_version_id=template.current_version_id if template else None,
+                    recipient_id=event.recipient_id,
+                    locale=locale,
+                    to_address=address,
+                    ordering_key=event.ordering_key,
+                    sequence=event.sequence,
+                    lane_order=event.sequence or 0,
+                    received_at=event.received_at,
+                    gap_until=gap_until if event.sequence else None,
+                    expires_at=event.expires_at,
+                )
+            )
+            created += 1
+        if not created and event.sequence:
+            settle.append((lane, event.sequence))
+    rows_insert(Message, messages)
+    notes.extend(
+        audit_build(
+            kind="message.pending",
+            request_id=m.event.request_id,
+            event_uid=m.event.uid,
+            message_uid=m.uid,
+            recipient_id=m.recipient_id,
+            actor="delivery",
+            data={
+                "to": MessageState.PENDING,
+                "reason": "created",
+                "route": m.route_id,
+                "channel": m.channel,
+                "template": m.template_key,
+                "template_version": m.template_version_id,
+                "sequence": m.sequence,
+            },
+        )
+        for m in messages
+    )
+    rows_insert(AuditRecord, notes)
+    for lane, sequence in settle:
+        Lane.objects.filter(pk=lane.pk, done_sequence__lt=sequence).update(done_sequence=sequence)
+
+
+def _event_note(event: Event, kind: str, data: dict[str, Any]) -> AuditRecord:
+    return audit_build(
+        kind=kind,
+        request_id=event.request_id,
+        event_uid=event.uid,
+        recipient_id=event.recipient_id,
+        actor="delivery",
+        data=data,
+    )
+
+
+def _lanes_for(events: list[Event]) -> dict[tuple[str, str], Lane]:
+    keys = {(event.caller, event.ordering_key) for event in events}
+    callers = {caller for caller, _ in keys}
+    ordering_keys = {key for _, key in keys}
+
+    def existing() -> dict[tuple[str, str], Lane]:
+        found = Lane.objects.filter(caller__in=callers, ordering_key__in=ordering_keys)
+        return {(lane.caller, lane.ordering_key): lane for lane in found}
+
+    lanes = existing()
+    missing = keys - set(lanes)
+    if missing:
+        Lane.objects.bulk_create(
+            [Lane(caller=caller, ordering_key=key) for caller, key in missing],
+            ignore_conflicts=True,
+        )
+        lanes = existing()
+    return lanes
