@@ -60,6 +60,15 @@ class SuppressionAdmin(admin.ModelAdmin):
             actor=request.user.get_username(),
         )
 
+    def delete_model(self, request: HttpRequest, obj: Suppression) -> None:
+        suppressions.suppression_remove(suppression=obj, actor=request.user.get_username())
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Suppression]) -> None:
+        for suppression in queryset:
+            suppressions.suppression_remove(
+                suppression=suppression, actor=request.user.get_username()
+            )
+
 
 class AttemptInline(admin.TabularInline):
     model = Attempt

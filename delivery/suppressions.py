@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from django.db import transaction
 
 from audit.services import audit_append
+from comcenter.lib.hashing import sha256_hex
 from delivery.models import Suppression
 
 
@@ -28,9 +29,31 @@ def suppression_add(*, channel: str, address: str, reason: str, actor: str, note
             audit_append(
                 kind="suppression.added",
                 actor=actor,
-                data={"suppression": row.pk, "channel": channel, "reason": reason},
+                data={
+                    "suppression": row.pk,
+                    "channel": channel,
+                    "reason": reason,
+                    "address_sha256": sha256_hex(row.address),
+                },
             )
     return created
+
+
+def suppression_remove(*, suppression: Suppression, actor: str) -> None:
+    """Lift a suppression (sends to that address resume), audited: the lineage names the
+    channel, the reason it had and a hash of the address, never the address itself."""
+    with transaction.atomic():
+        audit_append(
+            kind="suppression.removed",
+            actor=actor,
+            data={
+                "suppression": suppression.pk,
+                "channel": suppression.channel,
+                "reason": suppression.reason,
+                "address_sha256": sha256_hex(suppression.address),
+            },
+        )
+        suppression.delete()
 
 
 def suppressed_addresses(*, channel: str, addresses: Iterable[str]) -> set[str]:

@@ -42,10 +42,19 @@ class EventAdmin(ReadOnlyAdmin):
 class EventTypeAdmin(admin.ModelAdmin):
     list_display = ("id", "name", "description", "created_at")
     search_fields = ("name",)
+    fields = ("name", "description")  # created_at comes from the database clock
 
     def save_model(self, request: HttpRequest, obj: EventType, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        services.forget_event_types()
+        services.event_type_save(
+            event_type=obj, actor=request.user.get_username(), created=not change
+        )
+
+    def delete_model(self, request: HttpRequest, obj: EventType) -> None:
+        services.event_type_delete(event_type=obj, actor=request.user.get_username())
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[EventType]) -> None:
+        for event_type in queryset:
+            services.event_type_delete(event_type=event_type, actor=request.user.get_username())
 
 
 class ServiceAccountCreateForm(forms.ModelForm):

@@ -152,6 +152,41 @@ def event_type_ensure(*, name: str, description: str = "") -> EventType:
     return event_type
 
 
+def event_type_save(*, event_type: EventType, actor: str, created: bool) -> EventType:
+    """Save an operator's edit of an event type, audited (the admin's form calls this)."""
+    with transaction.atomic():
+        previous = (
+            None
+            if created
+            else EventType.objects.filter(pk=event_type.pk).values("name", "description").first()
+        )
+        event_type.save()
+        audit_append(
+            kind="event_type.created" if created else "event_type.changed",
+            actor=actor,
+            data={
+                "event_type": event_type.pk,
+                "name": event_type.name,
+                "description": event_type.description,
+                "previous": previous,
+            },
+        )
+    forget_event_types()
+    return event_type
+
+
+def event_type_delete(*, event_type: EventType, actor: str) -> None:
+    """Delete an event type (the intake then answers 422 for it), audited."""
+    with transaction.atomic():
+        audit_append(
+            kind="event_type.deleted",
+            actor=actor,
+            data={"event_type": event_type.pk, "name": event_type.name},
+        )
+        event_type.delete()
+    forget_event_types()
+
+
 # --- intake ---------------------------------------------------------------------------------
 
 
