@@ -17,15 +17,17 @@ from comcenter.lib.metrics import RETENTION_PURGED
 
 log = logging.getLogger(__name__)
 
+MINIMUM_DAYS = 30  # the database function's own floor (migration 0003)
 SEALS_PER_BATCH = 50  # at most ~100,000 rows a transaction (2,000 rows a seal at most)
 
 
 def audit_purge(*, days: int | None = None, max_batches: int = 100) -> dict[str, int]:
     """Periodic task: purge seals (and their rows) sealed more than `days` (default
     AUDIT_RETENTION_DAYS) ago, a batch of seals per transaction; returns the counts."""
-    cutoff = audit_clock() - timedelta(
-        days=days if days is not None else settings.AUDIT_RETENTION_DAYS
-    )
+    days = settings.AUDIT_RETENTION_DAYS if days is None else days
+    if days < MINIMUM_DAYS:
+        raise ValueError(f"audit rows are kept at least {MINIMUM_DAYS} days (asked: {days})")
+    cutoff = audit_clock() - timedelta(days=days)
     totals = {"seals": 0, "records": 0}
     for _ in range(max_batches):
         seals, records = _purge_batch(cutoff)
@@ -55,7 +57,7 @@ def _purge_batch(cutoff: datetime) -> tuple[int, int]:
 
 def _purge_batch_sqlite(cutoff: datetime) -> tuple[int, int]:
     """What comcenter_audit_purge does, for the embedded database."""
-    if cutoff > audit_clock() - timedelta(days=30):
+    if cutoff > audit_clock() - timedelta(days=MINIMUM_DAYS):
         raise ValueError("audit purge refused: the cutoff is less than 30 days ago")
     seqs = list(
         AuditSeal.objects.order_by("seq").values_list("seq", "sealed_at")[: SEALS_PER_BATCH + 1]
