@@ -233,7 +233,9 @@ def _seal_batch(batch: int) -> int:
         horizon: int | None = None  # read only when a missing id is met
         if after is None:
             after = rows[0]["id"] - 1  # the first seal starts at the lowest id there is
-        taken, gaps, expected = [], [], after + 1
+        taken: list[dict[str, Any]] = []
+        gaps: list[int] = []
+        expected = after + 1
         for row in rows:
             if row["id"] != expected:
                 if horizon is None:
@@ -290,7 +292,7 @@ class _Walk:
     rows: Any
     current: dict[str, Any] | None = None
     checked: int = 0
-    anchors: set[tuple[int, str]] = field(default_factory=set)
+    anchors: set[tuple[Any, Any]] = field(default_factory=set)
 
     def peek(self) -> dict[str, Any] | None:
         if self.current is None:

@@ -11,7 +11,7 @@ What is checked (only what is configured, SPEC §7):
 - `broker`: django-q2's broker `ping()` (the Redis broker, with short socket timeouts); the
   ORM broker's ping is a no-op, so for it the queue table is counted instead.
 - `cache`: a set/get/delete round trip of a throwaway key.
-- `jwks`: only when `JWKS_URL` is set; `events.jwks.jwks_health()`.
+- `jwks`: only when `JWKS_URL` is set; `identity.jwks.jwks_health()`.
 - `provider:<channel>`: each provider of the registry. The rule for an unconfigured provider:
   while `DISABLE_SEND` is on (dry run, the default) nothing is sent, so an unconfigured
   provider is reported (`"configured": false`) but is not a failure; once sending is live it
@@ -22,6 +22,7 @@ What is checked (only what is configured, SPEC §7):
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,10 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, connections
+
+from delivery.providers.registry import all_providers
+from flags.services import flag_is_on
+from identity.jwks import jwks_health
 
 
 @dataclass(frozen=True)
@@ -117,15 +122,11 @@ def check_cache() -> Check:
 
 
 def check_jwks() -> Check:
-    from events.jwks import jwks_health
-
     ok, detail = jwks_health()
     return Check(ok=bool(ok), detail=detail)
 
 
 def _send_disabled() -> bool:
-    from flags.services import flag_is_on
-
     return bool(flag_is_on("DISABLE_SEND"))
 
 
@@ -153,8 +154,6 @@ def provider_check(provider: Any, *, send_disabled: bool) -> Check:
 
 
 def _provider_checks() -> dict[str, Callable[[], Check]]:
-    from delivery.providers.registry import all_providers
-
     try:
         send_disabled = _send_disabled()
     except Exception:
@@ -162,8 +161,8 @@ def _provider_checks() -> dict[str, Callable[[], Check]]:
         # stricter reading; the database check reports the cause.
         send_disabled = False
     return {
-        f"provider:{provider.channel}": (
-            lambda provider=provider: provider_check(provider, send_disabled=send_disabled)
+        f"provider:{provider.channel}": functools.partial(
+            provider_check, provider, send_disabled=send_disabled
         )
         for provider in all_providers()
     }

@@ -19,6 +19,8 @@ import time
 from collections.abc import Iterable, Iterator
 
 from django.conf import settings
+from django.db.models import Min
+from django.utils import timezone
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -29,14 +31,16 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from delivery.selectors import queue_stats
+from events.models import Event, OutboxState
+from flags.services import flag_states
+
 log = logging.getLogger(__name__)
 
 # --- scrape-time state ------------------------------------------------------------------
 
 
 def _queue_families() -> Iterator[Metric]:
-    from delivery.selectors import queue_stats
-
     stats = queue_stats()
     yield GaugeMetricFamily(
         "comcenter_queue_depth",
@@ -66,11 +70,6 @@ def _queue_families() -> Iterator[Metric]:
 
 
 def _outbox_families() -> Iterator[Metric]:
-    from django.db.models import Min
-    from django.utils import timezone
-
-    from events.models import Event, OutboxState
-
     pending = Event.objects.filter(outbox_state=OutboxState.PENDING)
     summary = pending.aggregate(oldest=Min("received_at"))
     count = pending.count()
@@ -88,8 +87,6 @@ def _outbox_families() -> Iterator[Metric]:
 
 
 def _flag_families() -> Iterator[Metric]:
-    from flags.services import flag_states
-
     family = GaugeMetricFamily(
         "comcenter_flag_enabled", "Effective value of each feature flag (1 on).", labels=["flag"]
     )

@@ -23,6 +23,9 @@ from comcenter.lib.errors import json_error
 from comcenter.lib.latency import ack_latency_p95_ms
 from comcenter.metrics import metrics_exposition
 from comcenter.middleware import SECURITY_HEADER_NAMES, HeaderInspectingResponse
+from events.pending import receive_and_queue_active
+from flags.registry import FLAGS
+from flags.services import flag_is_on
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +86,8 @@ def _flag(name: str) -> bool:
     """A flag's effective value; if the flags cannot be read, the environment's or the
     default value (the canary must answer even with the database down)."""
     try:
-        from flags.services import flag_is_on
-
         return bool(flag_is_on(name))
     except Exception:
-        from flags.registry import FLAGS
-
         return bool(settings.FLAG_ENV.get(name, FLAGS[name].default))
 
 
@@ -97,8 +96,6 @@ def _identity_queueing() -> bool:
     if not settings.JWKS_URL:
         return False
     try:
-        from events.jwks import receive_and_queue_active
-
         return bool(receive_and_queue_active())
     except Exception:
         log.warning("canary: receive-and-queue state unreadable")

@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "audit",
     "flags",
     "templates",
+    "identity",
     "events",
     "delivery",
 ]
@@ -244,7 +245,7 @@ SIMPLE_JWT = {
 }
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["events.auth.BearerAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["identity.auth.BearerAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -488,7 +489,7 @@ EVENT_MESSAGES_SELECTOR = "delivery.selectors.messages_for_event"
 PERIODIC_TASKS = [
     ("outbox-sweep", "events.handoff.outbox_sweep", 1),
     ("audit-seal", "audit.services.audit_seal", 1),
-    ("jwks-refresh", "events.jwks.jwks_refresh", 1),
+    ("jwks-refresh", "identity.jwks.jwks_refresh", 1),
     ("auth-pending-verify", "events.pending.pending_verify", 1),
     # Wakes due retries, gap waits, held messages and expired leases (loops ~1 min).
     ("delivery-ticker", "delivery.tasks.tick", 1),

@@ -3,8 +3,9 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from comcenter import ops
-from events.apis import EventDetailApi, EventListCreateApi, TokenApi
+from events.apis import EventDetailApi, EventListCreateApi
 from events.webhooks import WebhookApi
+from identity.apis import TokenApi
 
 urlpatterns = [
     path("api/v1/auth/token", TokenApi.as_view(), name="auth-token"),

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -109,7 +109,7 @@ class _MessageAdminBase(ReadOnlyAdmin):
         "updated_at",
     )
     list_select_related = ("event",)
-    list_filter = ("state", "channel", "provider", "template_key")
+    list_filter: ClassVar[tuple[str, ...]] = ("state", "channel", "provider", "template_key")
     search_fields = ("=uid", "=event__uid", "=recipient_id", "=state", "template_key")
     date_hierarchy = "created_at"
     show_full_result_count = False

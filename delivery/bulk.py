@@ -20,7 +20,7 @@ from django.db import connection, models
 from django.db.models.sql import UpdateQuery
 
 from audit.models import AuditRecord
-from comcenter.lib.bulk import insert_fields, quote
+from comcenter.lib.bulk import column_of, insert_fields, quote
 from delivery.models import Attempt, Lane, Message
 
 
@@ -34,7 +34,9 @@ def _field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
 def _column(model: type[models.Model], name: str) -> tuple[str, str, bool]:
     """(quoted column, SQL type, is JSON) of a field, by name."""
     field = _field(model, name)
-    return quote(field.column), field.db_type(connection), isinstance(field, models.JSONField)
+    db_type = field.db_type(connection)
+    assert db_type is not None
+    return quote(column_of(field)), db_type, isinstance(field, models.JSONField)
 
 
 def _rows_source(model: type[models.Model], alias: str, names: Sequence[str], many: bool) -> str:
@@ -85,7 +87,7 @@ def _assignments_cached(
             )
         else:
             sql, sql_params = "%s", [field.get_db_prep_save(value, connection)]
-        sets.append(f"{quote(field.column)} = {sql}")
+        sets.append(f"{quote(column_of(field))} = {sql}")
         params.extend(sql_params)
     return ", ".join(sets), tuple(params)
 

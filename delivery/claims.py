@@ -69,7 +69,15 @@ class _RowBefore(Func):
     output_field = BooleanField()
     conditional = True
 
-    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+    def as_sql(
+        self,
+        compiler: Any,
+        connection: Any,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra_context: Any,
+    ) -> tuple[str, tuple[Any, ...]]:
         parts: list[str] = []
         params: list[Any] = []
         for expression in self.get_source_expressions():
@@ -77,7 +85,7 @@ class _RowBefore(Func):
             parts.append(sql)
             params.extend(sql_params)
         half = len(parts) // 2
-        return f"({', '.join(parts[:half])}) < ({', '.join(parts[half:])})", params
+        return f"({', '.join(parts[:half])}) < ({', '.join(parts[half:])})", tuple(params)
 
 
 def _heads(states: tuple[str, ...]) -> QuerySet[Message]:
@@ -173,7 +181,9 @@ def claim(*, channel: str, limit: int, paused: bool) -> list[Message]:
         messages = hydrate(list(found))
         claimed = message_transition(
             changes=[
-                Change(message=m, data=gap_note(m) if found[m.pk].gap else {}) for m in messages
+                # `gap` is the annotation of _heads, unknown to the model's type.
+                Change(message=m, data=gap_note(m) if found[m.pk].gap else {})  # type: ignore[attr-defined]
+                for m in messages
             ],
             state=MessageState.DISPATCHING,
             from_states=states,
@@ -226,6 +236,7 @@ def messages_recover_expired_leases(*, limit: int = 500) -> int:
     )
     changes: dict[str, list[Change]] = {MessageState.RETRYING: [], MessageState.DEAD: []}
     for message in stale:
+        assert message.lease_until is not None  # selected by lease_until < now()
         number = message.attempts + 1
         attempt = Attempt(
             message=message,

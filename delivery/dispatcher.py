@@ -66,7 +66,8 @@ def _dry_run_batch(*, channel: str, limit: int, provider: Provider) -> BatchResu
         messages = hydrate(list(found))
         if not messages:
             return BatchResult()
-        notes = {m.pk: gap_note(m) for m in messages if found[m.pk].gap}
+        # `gap` is the annotation of claims._heads, unknown to the model's type.
+        notes = {m.pk: gap_note(m) for m in messages if found[m.pk].gap}  # type: ignore[attr-defined]
         return DryRunBatch(provider, messages, notes).run()
 
 

@@ -59,11 +59,11 @@ def _purgeable(*, cutoff: datetime, dlq_cutoff: datetime) -> Q:
     kept_messages = Message.objects.filter(event=OuterRef("pk")).filter(
         Q(state__in=ACTIVE_STATES) | Q(state=MessageState.DEAD, updated_at__gte=dlq_cutoff)
     )
-    return (
-        Q(received_at__lt=cutoff)
-        & ~Q(outbox_state=OutboxState.PENDING)
-        & ~Q(status=EventStatus.AUTH_PENDING)
-        & ~Exists(kept_messages)
+    return Q(
+        Q(received_at__lt=cutoff),
+        ~Q(outbox_state=OutboxState.PENDING),
+        ~Q(status=EventStatus.AUTH_PENDING),
+        ~Exists(kept_messages),
     )
 
 

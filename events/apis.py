@@ -1,42 +1,23 @@
-"""The REST API of the events app: tokens, intake, and event status."""
+"""The REST API of the events app: intake and event status."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
-import json
-import time
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
-from django.http.request import RawPostDataException
 from django.utils.module_loading import import_string
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import parsers, permissions, status
-from rest_framework.exceptions import ValidationError
+from rest_framework import parsers, permissions
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from comcenter.lib.errors import ApiError
-from comcenter.lib.latency import ack_latency_record
-from comcenter.lib.metrics import ACK_LATENCY, EVENTS
-from events import services
-from events.auth import HasScope, issue_access_token, record_auth_failure
-from events.identity import Caller
+from comcenter.lib.errors import ApiError, ErrorSerializer
+from events.intake import accept_and_respond, parse_json_body, validate_event
 from events.models import Event
-from events.serializers import (
-    ErrorSerializer,
-    EventAcceptedSerializer,
-    EventInSerializer,
-    EventOutSerializer,
-    TokenInSerializer,
-    TokenOutSerializer,
-    find_unstorable,
-)
-from events.throttles import IntakeThrottle, TokenThrottle
+from events.serializers import EventAcceptedSerializer, EventInSerializer, EventOutSerializer
+from identity.auth import HasScope, request_caller
+from identity.throttles import IntakeThrottle
 
 _ERROR_TEXT = {
     400: "Malformed JSON or invalid fields (field-level detail)",
@@ -54,148 +35,6 @@ _ERROR_TEXT = {
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: OpenApiResponse(ErrorSerializer, _ERROR_TEXT[code]) for code in codes}
-
-
-def _reject(status_code: int, code: str, detail: Any, reason: str | None = None) -> ApiError:
-    EVENTS.labels(outcome="rejected", reason=reason or code).inc()
-    return ApiError(status_code, code, detail)
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def parse_json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
-    """The request body as a JSON object, or an ApiError with a precise status.
-
-    Reads the raw body ourselves (DRF's JSONParser turns deep nesting into a 500 and knows
-    nothing of our size limit); callers that sign bodies verify the same raw bytes."""
-    content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-    if content_type != "application/json" and not content_type.endswith("+json"):
-        raise _reject(415, "unsupported_media_type", "Send the body as application/json.")
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > max_bytes:
-        raise _reject(413, "payload_too_large", f"The body may be at most {max_bytes} bytes.")
-    try:
-        body = request.body
-    except (RequestDataTooBig, RawPostDataException):
-        raise _reject(
-            413, "payload_too_large", f"The body may be at most {max_bytes} bytes."
-        ) from None
-    if len(body) > max_bytes:
-        raise _reject(413, "payload_too_large", f"The body may be at most {max_bytes} bytes.")
-    try:
-        parsed = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError:
-        raise _reject(400, "malformed_json", "The body is not valid UTF-8.") from None
-    except RecursionError:
-        raise _reject(400, "malformed_json", "The JSON is nested too deeply.") from None
-    except ValueError as exc:
-        raise _reject(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise _reject(400, "malformed_json", "The body must be a JSON object.", "malformed_json")
-    problem = find_unstorable(parsed)
-    if problem:
-        raise _reject(400, "invalid_fields", {"body": [problem]}, "unstorable_value")
-    return parsed
-
-
-@functools.cache
-def _event_validator() -> EventInSerializer:
-    """One serializer per process, used only through `run_validation`, which keeps no state
-    on the instance: building a serializer deep-copies all its fields, a sixth of the ack
-    path's CPU when done per request."""
-    return EventInSerializer()
-
-
-def validate_event(parsed: dict[str, Any], header_key: str | None) -> tuple[dict[str, Any], str]:
-    """Field validation shared by the bearer intake and the signed webhooks.
-
-    Returns the validated payload (without the idempotency key) and the key."""
-    try:
-        payload = dict(_event_validator().run_validation(parsed))
-    except ValidationError as exc:
-        raise _reject(400, "invalid_fields", exc.detail, "invalid_fields") from None
-    body_key = payload.pop("idempotency_key", None)
-    if header_key is not None and body_key is not None and header_key != body_key:
-        raise _reject(
-            400,
-            "invalid_fields",
-            {"idempotency_key": ["The body and the Idempotency-Key header disagree."]},
-            "invalid_fields",
-        )
-    key = body_key if body_key is not None else header_key
-    if not key:
-        raise _reject(
-            400,
-            "invalid_fields",
-            {"idempotency_key": ["Required, in the body or the Idempotency-Key header."]},
-            "invalid_fields",
-        )
-    if len(key) > 255:
-        raise _reject(
-            400,
-            "invalid_fields",
-            {"idempotency_key": ["At most 255 characters."]},
-            "invalid_fields",
-        )
-    known = services.known_event_types()
-    if payload["event_type"] not in known:
-        raise _reject(
-            422,
-            "unknown_event_type",
-            {"event_type": [f"Unknown event type. Known types: {sorted(known)}."]},
-        )
-    payload["recipient"] = dict(payload["recipient"])
-    return payload, key
-
-
-def accept_and_respond(
-    request: Request,
-    *,
-    caller: Caller,
-    payload: dict[str, Any],
-    key: str,
-) -> Response:
-    """Store the event and answer: 202 new, 200 duplicate, 409 conflict."""
-    try:
-        result = services.event_accept(
-            caller=caller.caller_id,
-            payload=payload,
-            idempotency_key=key,
-            request_id=request.request_id,  # type: ignore[attr-defined]
-            auth_pending=caller.auth_pending,
-            pending_token=caller.raw_token,
-        )
-    except services.IdempotencyConflict as exc:
-        EVENTS.labels(outcome="conflict", reason="payload_mismatch").inc()
-        raise ApiError(
-            409,
-            "idempotency_conflict",
-            {
-                "idempotency_key": ["Already used with a different payload."],
-                "event_id": str(exc.event.uid),
-            },
-        ) from None
-    event = result.event
-    body = {
-        "id": str(event.uid),
-        "status": event.status,
-        "duplicate": result.duplicate,
-        "request_id": request.request_id,  # type: ignore[attr-defined]
-    }
-    EVENTS.labels(outcome="duplicate" if result.duplicate else "accepted", reason="").inc()
-    started = getattr(request._request, "started_at", None)
-    if started is not None and not result.duplicate:
-        elapsed = time.perf_counter() - started
-        ACK_LATENCY.observe(elapsed)
-        ack_latency_record(elapsed)
-    return Response(
-        body, status=status.HTTP_200_OK if result.duplicate else status.HTTP_202_ACCEPTED
-    )
 
 
 class EventListCreateApi(APIView):
@@ -223,7 +62,7 @@ class EventListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         parsed = parse_json_body(request, max_bytes=settings.MAX_EVENT_BYTES)
         payload, key = validate_event(parsed, request.META.get("HTTP_IDEMPOTENCY_KEY"))
-        return accept_and_respond(request, caller=request.user, payload=payload, key=key)
+        return accept_and_respond(request, caller=request_caller(request), payload=payload, key=key)
 
 
 def _messages_for(event: Event) -> list[dict[str, Any]]:
@@ -242,7 +81,7 @@ class EventDetailApi(APIView):
         responses={200: EventOutSerializer, **_errors(401, 403, 404, 429)},
     )
     def get(self, request: Request, event_id: str) -> Response:
-        event = Event.objects.filter(uid=event_id, caller=request.user.caller_id).first()
+        event = Event.objects.filter(uid=event_id, caller=request_caller(request).caller_id).first()
         if event is None:
             raise ApiError(404, "not_found", "No event with this id for this caller.")
         data = {
@@ -257,82 +96,3 @@ class EventDetailApi(APIView):
             "messages": _messages_for(event),
         }
         return Response(EventOutSerializer(data).data)
-
-
-class TokenApi(APIView):
-    """POST /api/v1/auth/token — OAuth2 client credentials (form or JSON, or HTTP Basic)."""
-
-    authentication_classes: list[type] = []
-    permission_classes = [permissions.AllowAny]
-    throttle_classes = [TokenThrottle]
-    parser_classes = [parsers.JSONParser, parsers.FormParser]
-
-    @extend_schema(
-        operation_id="auth_token",
-        summary="Exchange client credentials for an access token",
-        request={
-            "application/json": TokenInSerializer,
-            "application/x-www-form-urlencoded": TokenInSerializer,
-        },
-        responses={200: TokenOutSerializer, **_errors(400, 401, 415, 429)},
-        auth=[],
-    )
-    def post(self, request: Request) -> Response:
-        try:
-            data = request.data
-        except RecursionError:
-            raise ApiError(400, "invalid_request", "The JSON is nested too deeply.") from None
-        if not hasattr(data, "get"):
-            raise ApiError(400, "invalid_request", "The body must be a JSON object or a form.")
-        serializer = TokenInSerializer(data=data)
-        if not serializer.is_valid():
-            errors = serializer.errors
-            code = "unsupported_grant_type" if "grant_type" in errors else "invalid_request"
-            raise ApiError(400, code, errors)
-        client_id = serializer.validated_data.get("client_id")
-        client_secret = serializer.validated_data.get("client_secret")
-        basic = _basic_credentials(request)
-        if basic:
-            client_id, client_secret = basic
-        if not client_id or not client_secret:
-            record_auth_failure("missing_credentials")
-            raise ApiError(
-                401, "invalid_client", {"client_id": ["client_id and client_secret are required."]}
-            )
-        account = services.service_account_check(client_id=client_id, client_secret=client_secret)
-        if account is None:
-            record_auth_failure("invalid_client")
-            raise ApiError(401, "invalid_client", "Unknown client or wrong secret.")
-        requested = serializer.validated_data.get("scope")
-        scopes = list(account.scopes)
-        if requested:
-            wanted = requested.split()
-            if not set(wanted) <= set(scopes):
-                raise ApiError(
-                    400, "invalid_scope", {"scope": [f"This client may request only {scopes}."]}
-                )
-            scopes = sorted(set(wanted))
-        token = issue_access_token(account, scopes)
-        return Response(
-            {
-                "access_token": str(token),
-                "token_type": "Bearer",
-                "expires_in": settings.ACCESS_TOKEN_TTL,
-                "scope": " ".join(scopes),
-            },
-            headers={"Cache-Control": "no-store"},
-        )
-
-
-def _basic_credentials(request: Request) -> tuple[str, str] | None:
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    if not header.lower().startswith("basic "):
-        return None
-    try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        raise ApiError(401, "invalid_client", "Malformed Basic credentials.") from None
-    client_id, sep, secret = decoded.partition(":")
-    if not sep:
-        raise ApiError(401, "invalid_client", "Malformed Basic credentials.")
-    return client_id, secret

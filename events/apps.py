@@ -1,12 +1,14 @@
+from __future__ import annotations
+
 from django.apps import AppConfig
 
 
 class EventsConfig(AppConfig):
     name = "events"
-    verbose_name = "Events and service accounts"
+    verbose_name = "Events"
 
     def ready(self) -> None:
-        from events import schema  # noqa: F401  registers the OpenAPI auth extension
-        from events.webhook_signing import webhook_secrets
+        from events.pending import pending_verify_wake
+        from identity.jwks import keys_recovered
 
-        webhook_secrets()  # a malformed WEBHOOK_SECRETS fails at start-up, naming it
+        keys_recovered.connect(pending_verify_wake, dispatch_uid="events.pending_verify_wake")

@@ -1,4 +1,4 @@
-"""The event store: service accounts, known event types, and events.
+"""The event store: known event types, and events.
 
 The `Event` row is also the transactional outbox: it is inserted with
 `outbox_state=pending` in the same transaction that answers 202, and the consumer (the
@@ -11,32 +11,6 @@ import uuid
 
 from django.db import models
 from django.db.models.functions import Now
-
-SCOPES = ("events:write", "events:read")
-
-
-class ServiceAccount(models.Model):
-    """A machine client. The secret is shown once and stored as a SHA-256 hash: it is 256 bits
-    of randomness, so a slow password hash would add latency and no protection."""
-
-    name = models.CharField(max_length=100, unique=True)
-    client_id = models.CharField(max_length=64, unique=True)
-    secret_hash = models.CharField(max_length=64)
-    scopes = models.JSONField(default=list)
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(db_default=Now())
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    rotated_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-    @property
-    def caller(self) -> str:
-        return f"sa:{self.client_id}"
 
 
 class EventType(models.Model):
@@ -118,25 +92,3 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.uid}"
-
-
-class JwksState(models.Model):
-    """The identity provider's last-known-good JWKS, shared by every process and node.
-
-    A process that starts while the identity provider is unreachable still verifies tokens
-    with these keys for JWKS_STALE_GRACE_HOURS after `fetched_at` (SPEC §9). Written by
-    `events.jwks` only; failed fetches update `last_attempt_at`/`last_error` and never
-    replace the keys."""
-
-    url = models.CharField(max_length=1000, unique=True)
-    jwks = models.JSONField(default=dict)
-    fetched_at = models.DateTimeField(null=True, blank=True)
-    last_attempt_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.CharField(max_length=500, blank=True)
-
-    class Meta:
-        verbose_name = "JWKS state"
-        verbose_name_plural = "JWKS state"
-
-    def __str__(self) -> str:
-        return self.url

@@ -1,10 +1,10 @@
 """Verifying the events received while the identity provider's keys were unavailable.
 
 `pending_verify` runs every minute (settings.PERIODIC_TASKS) and as soon as a fetch of the
-JWKS succeeds after a failure (events.jwks). Events are taken in receipt order: a verified one
-goes into delivery (outbox pending), a failed one is rejected with its reason in the audit
-lineage. `exp` and `nbf` are checked against the time the event was received, so an outage
-longer than a token's lifetime does not reject honest events.
+JWKS succeeds after a failure (the `identity.jwks.keys_recovered` signal). Events are taken
+in receipt order and judged by `identity.pending.pending_token_verdict`: a verified one goes
+into delivery (outbox pending), a failed one is rejected with its reason in the audit
+lineage.
 
 Race-free with several workers: each outcome is a conditional UPDATE on
 `status=auth_pending` (events.services), so of two workers verifying the same event exactly
@@ -14,22 +14,20 @@ one changes it and writes the lineage row.
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Any
 
 from django.conf import settings
 
-from events.auth import record_auth_failure
-from events.idp import IdpTokenInvalid, idp_token_verify
-from events.jwks import key_source
 from events.models import Event, EventStatus
 from events.services import event_reject_pending, event_release_verified
+from identity.auth import record_auth_failure
+from identity.jwks import key_source, keys_usable
+from identity.pending import pending_token_verdict
 
 log = logging.getLogger(__name__)
 
 VERIFIER = "system:idp-verifier"
 BATCH_SIZE = 200
-
-Action = Literal["release", "reject", "wait"]
 
 
 def pending_verify() -> dict[str, int]:
@@ -60,7 +58,11 @@ def pending_verify() -> dict[str, int]:
             if event.ordering_key in blocked:
                 counts["waiting"] += 1
                 continue
-            action, reason = _verdict(event)
+            action, reason = pending_token_verdict(
+                token=event.pending_token,
+                caller_id=event.caller,
+                received_at=event.received_at.timestamp(),
+            )
             if action == "wait":
                 blocked.add(event.ordering_key)
                 counts["waiting"] += 1
@@ -76,18 +78,26 @@ def pending_verify() -> dict[str, int]:
     return counts
 
 
-def _verdict(event: Event) -> tuple[Action, str]:
-    """What to do with one event, and for a rejection why ("<reason code>: <detail>")."""
-    if not event.pending_token:
-        return "reject", "malformed: no token was kept with the event"
+def pending_verify_wake(**_: Any) -> None:
+    """Receiver of `identity.jwks.keys_recovered`: verify the events received meanwhile now,
+    not at the next tick."""
+    if not Event.objects.filter(status=EventStatus.AUTH_PENDING).exists():
+        return
+    from django_q.tasks import async_task  # django-q2 needs the app registry loaded
+
     try:
-        result = idp_token_verify(raw=event.pending_token, at=event.received_at.timestamp())
-    except IdpTokenInvalid as exc:
-        return "reject", f"{exc.reason}: {exc.detail}"
-    if not result.verified:
-        return "wait", ""
-    if result.caller_id != event.caller:
-        return "reject", "caller_mismatch: the token names another subject than the event"
-    if "events:write" not in result.scopes:
-        return "reject", f"missing_role: no {settings.JWT_REQUIRED_ROLE!r} and no events:write"
-    return "release", ""
+        async_task("events.pending.pending_verify", q_options={"group": "auth-pending"})
+    except Exception:
+        log.warning(
+            "jwks: could not queue the verification of pending events; the periodic task will"
+        )
+
+
+def receive_and_queue_active() -> bool:
+    """For /canary: True while identity-provider tokens are received into `auth_pending`
+    (no usable keys) or events so received still wait for verification."""
+    if not settings.JWKS_URL:
+        return False
+    if not keys_usable():
+        return True
+    return Event.objects.filter(status=EventStatus.AUTH_PENDING).exists()

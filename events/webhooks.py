@@ -2,110 +2,28 @@
 Webhooks) instead of holding a bearer token.
 
 Order of checks: body size (413, before any HMAC is computed), signature headers and
-signature (401), then the same JSON parsing, validation and idempotent intake as
-POST /api/v1/events. `webhook-id` is the idempotency key. An unknown source answers exactly
-like a wrong signature (401), so the answers do not reveal which sources exist. The throttle
-counts per source, and only signed requests: unsigned floods cannot use up a partner's quota.
+signature (401; both in identity.webhook_signing), then the same JSON parsing, validation
+and idempotent intake as POST /api/v1/events. `webhook-id` is the idempotency key. An
+unknown source answers exactly like a wrong signature (401), so the answers do not reveal
+which sources exist. The throttle counts per source, and only signed requests: unsigned
+floods cannot use up a partner's quota.
 """
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any
-
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
-from django.http.request import RawPostDataException
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import authentication, parsers, permissions
+from rest_framework import parsers, permissions
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from comcenter.lib.errors import ApiError
-from comcenter.lib.metrics import EVENTS
-from events.apis import accept_and_respond, parse_json_body, validate_event
-from events.auth import AuthFailed, HasScope, record_auth_failure
-from events.identity import Caller
-from events.serializers import ErrorSerializer, EventAcceptedSerializer, EventInSerializer
-from events.throttles import WebhookThrottle
-from events.webhook_signing import SignatureRejected, webhook_secrets, webhook_signature_verify
-
-if TYPE_CHECKING:
-    from rest_framework.request import Request
-
-
-def _too_large() -> ApiError:
-    EVENTS.labels(outcome="rejected", reason="payload_too_large").inc()
-    limit = settings.MAX_EVENT_BYTES
-    return ApiError(413, "payload_too_large", f"The body may be at most {limit} bytes.")
-
-
-def _raw_body(request: Request) -> bytes:
-    """The raw body, refused with 413 when over MAX_EVENT_BYTES (declared or actual)."""
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > settings.MAX_EVENT_BYTES:
-        raise _too_large()
-    try:
-        body = request.body
-    except (RequestDataTooBig, RawPostDataException):
-        raise _too_large() from None
-    if len(body) > settings.MAX_EVENT_BYTES:
-        raise _too_large()
-    return body
-
-
-class WebhookSignatureAuthentication(authentication.BaseAuthentication):
-    """The caller `webhook:<source>` with scope events:write, for a valid signature."""
-
-    def authenticate(self, request: Request) -> tuple[Caller, None]:
-        kwargs = (request.parser_context or {}).get("kwargs", {})
-        source = str(kwargs.get("source", ""))
-        body = _raw_body(request)
-        meta = request.META
-        try:
-            webhook_signature_verify(
-                secrets=webhook_secrets().get(source, ()),
-                message_id=meta.get("HTTP_WEBHOOK_ID"),
-                timestamp=meta.get("HTTP_WEBHOOK_TIMESTAMP"),
-                signature=meta.get("HTTP_WEBHOOK_SIGNATURE"),
-                body=body,
-                now=time.time(),
-                tolerance=settings.WEBHOOK_TOLERANCE_SECONDS,
-            )
-        except SignatureRejected as exc:
-            record_auth_failure(f"webhook_{exc.metric_reason}")
-            raise AuthFailed(exc.reason, exc.detail) from None
-        caller = Caller(
-            caller_id=f"webhook:{source}", scopes=frozenset({"events:write"}), kind="webhook"
-        )
-        return caller, None
-
-    def authenticate_header(self, request: Request) -> str:
-        # A 401 needs a challenge (DRF turns a 401 without one into a 403).
-        return 'Webhook-Signature realm="comcenter"'
-
-
-class WebhookSignatureScheme(OpenApiAuthenticationExtension):
-    target_class = "events.webhooks.WebhookSignatureAuthentication"
-    name = "webhookSignature"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": "webhook-signature",
-            "description": (
-                "Standard Webhooks: space-separated `v1,<base64 HMAC-SHA256>` of "
-                "`{webhook-id}.{webhook-timestamp}.{raw body}`, keyed with the base64-decoded "
-                "part of the source's secret after `whsec_`; with the webhook-id and "
-                "webhook-timestamp headers."
-            ),
-        }
-
+from comcenter.lib.errors import ErrorSerializer
+from events.intake import accept_and_respond, parse_json_body, validate_event
+from events.serializers import EventAcceptedSerializer, EventInSerializer
+from identity.auth import HasScope, request_caller
+from identity.throttles import WebhookThrottle
+from identity.webhook_signing import WebhookSignatureAuthentication
 
 _SIGNATURE_HEADERS = [
     OpenApiParameter(
@@ -180,4 +98,4 @@ class WebhookApi(APIView):
     def post(self, request: Request, source: str) -> Response:
         parsed = parse_json_body(request, max_bytes=settings.MAX_EVENT_BYTES)
         payload, key = validate_event(parsed, request.META["HTTP_WEBHOOK_ID"])
-        return accept_and_respond(request, caller=request.user, payload=payload, key=key)
+        return accept_and_respond(request, caller=request_caller(request), payload=payload, key=key)

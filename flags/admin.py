@@ -71,7 +71,8 @@ class FlagAdmin(admin.ModelAdmin):
         form = FlagChangeForm(request.POST)
         if not form.is_valid():
             problems = "; ".join(
-                f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()
+                f"{field}: {' '.join(str(error) for error in errors)}"
+                for field, errors in form.errors.items()
             )
             self.message_user(request, f"Flag not changed — {problems}", messages.ERROR)
             return HttpResponseRedirect(request.path)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models.functions import Now
 
 from audit.services import audit_append
@@ -38,8 +38,16 @@ _clock = time.monotonic
 # threads of one process see either the old or the new snapshot and need no lock.
 _snapshot: tuple[float, dict[str, bool]] | None = None
 
-REASON_MAX_LENGTH = FlagChange._meta.get_field("reason").max_length
-ACTOR_MAX_LENGTH = FlagChange._meta.get_field("actor").max_length
+
+def _max_length(name: str) -> int:
+    field = FlagChange._meta.get_field(name)
+    assert isinstance(field, models.CharField)
+    assert field.max_length is not None
+    return field.max_length
+
+
+REASON_MAX_LENGTH = _max_length("reason")
+ACTOR_MAX_LENGTH = _max_length("actor")
 
 
 class EffectiveSource:

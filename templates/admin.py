@@ -72,7 +72,8 @@ class TemplateForm(forms.ModelForm):
         return value
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         key, locale = cleaned.get("key"), cleaned.get("locale")
         if (
             self.instance.pk is None

@@ -26,7 +26,7 @@ import functools
 import re
 import types
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.exceptions import ValidationError
 from django.template import Context, Engine, Node, TemplateSyntaxError, VariableDoesNotExist
@@ -115,7 +115,7 @@ class _SandboxTemplate(Template):
 
 class _SandboxEngine(Engine):
     # Engine always prepends these to `builtins`; the sandbox must start from nothing.
-    default_builtins: list[str] = []
+    default_builtins: ClassVar[list[str]] = []
 
 
 ENGINE = _SandboxEngine(
@@ -125,7 +125,8 @@ ENGINE = _SandboxEngine(
     libraries={},
     builtins=["templates.sandbox"],
     context_processors=[],
-    string_if_invalid=sandbox.MissingSentinel(),
+    # Django only formats and tests this value; the stubs' `str` is narrower than that.
+    string_if_invalid=sandbox.MissingSentinel(),  # type: ignore[arg-type]
     debug=False,
     autoescape=True,
 )

@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Collection, Sized
 from datetime import date, datetime
 from typing import Any
 
@@ -166,7 +166,9 @@ register = Library()
 
 def _metered_for(parser: Parser, token: Token) -> ForNode:
     node: ForNode = django_tags.tags["for"](parser, token)
-    node.sequence = MeteredSequence(node.sequence)
+    # The stubs type the loop's sequence as FilterExpression | str; Django only calls its
+    # resolve(), which the wrapper provides.
+    node.sequence = MeteredSequence(node.sequence)  # type: ignore[assignment,arg-type]
     return node
 
 
@@ -249,7 +251,7 @@ def _floatformat(text: Any, arg: Any = -1) -> Any:
 
 def _join(value: Any, arg: Any, autoescape: bool = True) -> Any:
     # The joined size is known before joining: refuse a huge one before allocating it.
-    if isinstance(value, Sized) and isinstance(arg, str):
+    if isinstance(value, Collection) and isinstance(arg, str):
         items = value if not isinstance(value, str) else list(value)
         size = sum(len(item) if isinstance(item, str) else 20 for item in items)
         size += len(arg) * max(len(items) - 1, 0)

@@ -10,9 +10,10 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from events.auth import issue_access_token
-from events.services import event_type_ensure, service_account_create
+from events.services import event_type_ensure
 from flags.services import flags_forget_cache
+from identity.auth import issue_access_token
+from identity.services import service_account_create
 
 # Real loopback servers for the network edge: smtp_server, sms_gateway.
 pytest_plugins = ["tests.support.fixtures"]

@@ -27,6 +27,12 @@ def _prepare(field: models.Field[Any, Any], value: Any) -> Any:
     return value
 
 
+def column_of(field: models.Field[Any, Any]) -> str:
+    """A concrete field's column (the stubs allow None, which only non-concrete fields have)."""
+    assert field.column is not None
+    return field.column
+
+
 def insert_fields(model: type[models.Model]) -> list[models.Field[Any, Any]]:
     """The columns an insert names: not the primary key, not those with a database default
     (timestamps then come from the database clock)."""
@@ -41,7 +47,7 @@ def rows_insert(model: type[models.Model], objs: Sequence[models.Model]) -> None
         model._default_manager.bulk_create(objs, batch_size=500)
         return
     fields = insert_fields(model)
-    columns = ", ".join(quote(f.column) for f in fields)
+    columns = ", ".join(quote(column_of(f)) for f in fields)
     with connection.cursor() as cursor:  # noqa: SIM117 -- COPY needs the driver's cursor
         with cursor.cursor.copy(
             f"COPY {quote(model._meta.db_table)} ({columns}) FROM STDIN"

@@ -13,11 +13,13 @@ from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 class _ReusingClient(RedisCacheClient):
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
-        index = self._get_connection_pool_index(write)
+        # Private helpers of Django's client, absent from django-stubs.
+        index = self._get_connection_pool_index(write)  # type: ignore[attr-defined]
         clients: dict[int, Any] = self.__dict__.setdefault("_clients", {})
         client = clients.get(index)
         if client is None:
-            client = clients[index] = self._client(connection_pool=self._get_connection_pool(write))
+            pool = self._get_connection_pool(write)  # type: ignore[attr-defined]
+            client = clients[index] = self._client(connection_pool=pool)  # type: ignore[attr-defined]
         return client
 
 

@@ -5,11 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from comcenter.lib.context import get_request_id
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The error shape, as the OpenAPI schema publishes it."""
+
+    error = serializers.CharField()
+    detail = serializers.JSONField()
+    request_id = serializers.CharField()
 
 
 class ApiError(exceptions.APIException):

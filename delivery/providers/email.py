@@ -92,6 +92,8 @@ class EmailProvider(Provider):
         where = f"smtp {backend.host}:{backend.port}"
         try:
             backend.open()
+            if backend.connection is None:  # open() failed silently
+                raise OSError("no SMTP connection")
             code, _reply = backend.connection.noop()
         except Exception as exc:  # every way a probe fails is "unhealthy"
             return HealthResult(ok=False, detail=f"{where}: {self.error_from(exc).message}")

@@ -10,8 +10,8 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from audit.models import AuditRecord
-from events.auth import issue_access_token
 from events.models import Event
+from identity.auth import issue_access_token
 
 
 @pytest.fixture(autouse=True)
@@ -177,7 +177,7 @@ def test_it_answers_403_without_the_write_scope(reader, make_event):
 
 
 def test_it_answers_429_with_retry_after_when_throttled(alice, make_event, monkeypatch):
-    from events.throttles import IntakeThrottle
+    from identity.throttles import IntakeThrottle
 
     monkeypatch.setattr(IntakeThrottle, "rate", "2/min")
     alice.post_event("{")

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from events.jwks import key_source_forget
+from identity.jwks import key_source_forget
 from tests.identity.support import (
     AUDIENCE,
     ISSUER,

@@ -9,13 +9,13 @@ from django.contrib.messages import get_messages
 from django.contrib.messages.storage.fallback import FallbackStorage
 from django.test import RequestFactory
 
-from events.admin_identity import JwksStateAdmin
-from events.models import JwksState
+from identity.admin import JwksStateAdmin
+from identity.models import JwksState
 from tests.identity.support import Idp
 
 
 def admin_request() -> Any:
-    request = RequestFactory().post("/admin/events/jwksstate/")
+    request = RequestFactory().post("/admin/identity/jwksstate/")
     request.session = {}
     request._messages = FallbackStorage(request)
     return request

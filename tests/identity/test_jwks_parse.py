@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from events.jwks import JwksError, jwks_parse
+from identity.jwks import JwksError, jwks_parse
 from tests.identity.support import KeyRing
 
 PINNED = ["RS256", "ES256"]

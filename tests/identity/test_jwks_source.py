@@ -13,7 +13,8 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from events.jwks import (
+from events.models import Event, EventStatus
+from identity.jwks import (
     KeyStatus,
     _Fetch,
     jwks_health,
@@ -21,7 +22,7 @@ from events.jwks import (
     key_source,
     key_source_forget,
 )
-from events.models import Event, EventStatus, JwksState
+from identity.models import JwksState
 from tests.identity.support import Idp, post_event
 
 MakeEvent = Callable[..., dict[str, Any]]

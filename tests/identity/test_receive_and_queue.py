@@ -14,10 +14,10 @@ from django_q.brokers import get_broker
 from django_q.signing import SignedPackage
 
 from audit.models import AuditRecord
-from events.jwks import jwks_refresh, receive_and_queue_active
 from events.models import Event, EventStatus, OutboxState
-from events.pending import VERIFIER, pending_verify
+from events.pending import VERIFIER, pending_verify, receive_and_queue_active
 from events.services import event_accept
+from identity.jwks import jwks_refresh
 from tests.identity.support import ISSUER, Idp, bearer_client, post_event
 
 MakeEvent = Callable[..., dict[str, Any]]

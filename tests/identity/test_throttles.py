@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from events.throttles import IntakeThrottle, WebhookThrottle
+from identity.throttles import IntakeThrottle, WebhookThrottle
 from tests.identity.support import Partners, body_of
 
 MakeEvent = Callable[..., dict[str, Any]]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from events.webhook_signing import webhook_secrets_parse
+from identity.webhook_signing import webhook_secrets_parse
 
 KEY_A = b"a" * 32
 KEY_B = b"b" * 24

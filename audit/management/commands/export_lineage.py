@@ -7,6 +7,7 @@ import csv
 import hashlib
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,9 @@ class _Seals:
     """The seal of each exported row, looked up once per seal (rows come in id order)."""
 
     def __init__(self) -> None:
-        self.current: dict[str, Any] | None = None
+        self.current: Mapping[str, Any] | None = None
 
-    def of(self, row_id: int) -> dict[str, Any] | None:
+    def of(self, row_id: int) -> Mapping[str, Any] | None:
         seal = self.current
         if seal is None or not seal["first_id"] <= row_id <= seal["last_id"]:
             seal = (

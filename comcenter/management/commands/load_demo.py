@@ -12,8 +12,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from delivery.routes import route_ensure
-from events.models import ServiceAccount
-from events.services import event_type_ensure, service_account_create, service_account_ensure
+from events.services import event_type_ensure
+from identity.models import ServiceAccount
+from identity.services import service_account_create, service_account_ensure
 from templates.models import Template
 from templates.services import template_create
 

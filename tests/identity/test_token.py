@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import pytest
 from rest_framework.test import APIClient
 
-from events.services import service_account_revoke
+from identity.services import service_account_revoke
 
 
 @pytest.fixture

@@ -39,9 +39,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Q
+from django.dispatch import Signal
 
 from comcenter.lib import http
-from events.models import Event, EventStatus, JwksState
+from identity.models import JwksState
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,12 @@ _KEY_SHAPES: dict[str, tuple[str, str | None]] = {"RS256": ("RSA", None), "ES256
 # Only the public members are read, so a JWKS that wrongly publishes private parts still
 # yields verification keys only.
 _PUBLIC_MEMBERS = {"RSA": ("kty", "n", "e"), "EC": ("kty", "crv", "x", "y")}
+
+
+# Sent when a fetch succeeds after a failure (or a cold start): whoever holds what waited
+# for the keys (the events app's auth_pending events) connects here, so that this app needs
+# to know nothing of it.
+keys_recovered = Signal()
 
 
 class JwksError(Exception):
@@ -119,9 +126,10 @@ def _signing_key(entry: Any, algorithms: Sequence[str]) -> SigningKey | None:
     alg = entry.get("alg")
     if alg is None:  # a key without `alg` serves the pinned algorithm its shape fits
         alg = next((a for a in algorithms if _fits(a, kty, crv)), None)
-    if alg not in algorithms or not _fits(alg, kty, crv):
+    if not isinstance(alg, str) or alg not in algorithms or not _fits(alg, kty, crv):
         return None
-    public = {name: entry[name] for name in _PUBLIC_MEMBERS[kty] if name in entry}
+    members = _PUBLIC_MEMBERS[_KEY_SHAPES[alg][0]]  # _fits: the key's kty is the shape's
+    public = {name: entry[name] for name in members if name in entry}
     try:
         key = jwt.PyJWK(public, algorithm=alg).key
     except (jwt.PyJWTError, ValueError, TypeError, KeyError):
@@ -354,7 +362,7 @@ class KeySource:
                     jwks=outcome.document, fetched_at=at, last_attempt_at=at, last_error=""
                 )
         if outcome.recovered:
-            _wake_verifier()
+            keys_recovered.send(sender=KeySource)
 
     def _load(self) -> None:
         row = JwksState.objects.filter(url=self.url, fetched_at__isnull=False).first()
@@ -394,20 +402,6 @@ class KeySource:
         self._unknown[kid] = time.monotonic() + NEGATIVE_KID_SECONDS
 
 
-def _wake_verifier() -> None:
-    """Keys are back: verify the events received meanwhile now, not at the next tick."""
-    if not Event.objects.filter(status=EventStatus.AUTH_PENDING).exists():
-        return
-    from django_q.tasks import async_task
-
-    try:
-        async_task("events.pending.pending_verify", q_options={"group": "auth-pending"})
-    except Exception:
-        log.warning(
-            "jwks: could not queue the verification of pending events; the periodic task will"
-        )
-
-
 _source_lock = threading.Lock()
 _source: KeySource | None = None
 
@@ -442,11 +436,7 @@ def jwks_health() -> tuple[bool, str]:
     return key_source().health()
 
 
-def receive_and_queue_active() -> bool:
-    """For /canary: True while identity-provider tokens are received into `auth_pending`
-    (no usable keys) or events so received still wait for verification."""
-    if not settings.JWKS_URL:
-        return False
-    if not key_source().usable():
-        return True
-    return Event.objects.filter(status=EventStatus.AUTH_PENDING).exists()
+def keys_usable() -> bool:
+    """Whether identity-provider tokens can be verified now (False: they are received into
+    `auth_pending`). Starts a fetch when none is usable, within the cool-down."""
+    return bool(settings.JWKS_URL) and key_source().usable()

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError
 
-from events.services import ScopeError, service_account_create
+from identity.services import ScopeError, service_account_create
 
 
 class Command(BaseCommand):

@@ -17,7 +17,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
 from comcenter.lib.redis import shared_redis
-from events.identity import Caller
+from identity.caller import Caller
 
 if TYPE_CHECKING:
     from rest_framework.request import Request

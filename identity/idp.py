@@ -1,6 +1,6 @@
 """Tokens of the organisation's identity provider (SPEC §9), verified against its JWKS.
 
-The unverified `iss` routed the token here (events/auth.py); everything is checked again:
+The unverified `iss` routed the token here (identity/auth.py); everything is checked again:
 
 - header: `alg` pinned to JWT_ALGORITHMS (never `none` or HS*), and it must be the `alg` of
   the key its `kid` names; no `jku`/`x5u`/`x5c`/`jwk` (keys are never taken from the token),
@@ -14,8 +14,9 @@ The unverified `iss` routed the token here (events/auth.py); everything is check
 Receive-and-queue: when no usable key can be had (JWKS unreachable and no last-known-good key
 within the grace, or a `kid` not seen while the JWKS is unreachable), a token whose claims pass
 every check above is let in as an `auth_pending` caller that may only submit events. The
-event is stored but not dispatched; `events.pending` verifies it once keys are back, checking
-`exp` against the time the event was received, not the time of verification.
+event is stored but not dispatched; `events.pending` has it verified (`pending_token_verdict`)
+once keys are back, checking `exp` against the time the event was received, not the time of
+verification.
 """
 
 from __future__ import annotations
@@ -33,20 +34,17 @@ from django.conf import settings
 from jwt.utils import base64url_decode
 from rest_framework.exceptions import PermissionDenied
 
-from comcenter.lib.errors import ApiError
-from comcenter.lib.metrics import EVENTS
-from events.auth import AuthFailed, record_auth_failure
-from events.identity import Caller
-from events.jwks import MAX_KID_LENGTH, KeyStatus, SigningKey, key_source
-from events.models import SCOPES, Event, EventStatus
+from identity.auth import AuthFailed, record_auth_failure
+from identity.caller import Caller
+from identity.jwks import MAX_KID_LENGTH, KeyStatus, SigningKey, key_source
+from identity.models import SCOPES
 
 log = logging.getLogger(__name__)
 
 FORBIDDEN_HEADERS = ("jku", "x5u", "x5c", "jwk", "crit", "b64")
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "nbf", "sub")
 ACCEPTED_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})
-CALLER_MAX_LENGTH = 300  # Event.caller
-PENDING_RETRY_AFTER_SECONDS = 60
+CALLER_MAX_LENGTH = 300  # the length of Event.caller
 
 
 class IdpTokenInvalid(Exception):
@@ -88,10 +86,11 @@ def idp_token_verify(*, raw: str, at: float) -> IdpVerification:
 
 
 def authenticate_idp_token(raw: str) -> Caller:
-    """The caller of an identity-provider token (called by events.auth.BearerAuthentication).
+    """The caller of an identity-provider token (called by identity.auth.BearerAuthentication).
 
     AuthFailed (401) for an invalid token, PermissionDenied (403) for a valid one without the
-    role, ApiError 503 when the receive-and-queue cap of the issuer is reached."""
+    role. An unverified caller is let in with `auth_pending`: the intake bounds how many of
+    its events it holds (AUTH_PENDING_MAX_PER_ISSUER)."""
     try:
         result = idp_token_verify(raw=raw, at=time.time())
     except IdpTokenInvalid as exc:
@@ -104,7 +103,6 @@ def authenticate_idp_token(raw: str) -> Caller:
         )
     if result.verified:
         return Caller(caller_id=result.caller_id, scopes=result.scopes, kind="idp")
-    _ensure_pending_capacity()
     log.debug("identity provider keys unavailable: the event waits for verification")
     # An unverified caller may only submit (into auth_pending), never read: reading would
     # show a forger the events of the subject it names.
@@ -202,7 +200,7 @@ def _checked_claims(claims: dict[str, Any], *, at: float) -> str:
     sub = claims["sub"]
     if not isinstance(sub, str) or not sub.strip():
         raise IdpTokenInvalid("malformed", "The sub claim must be a non-empty string.")
-    caller_id = f"idp:{claims['iss']}|{sub}"
+    caller_id = f"{idp_caller_prefix()}{sub}"
     if len(caller_id) > CALLER_MAX_LENGTH:
         raise IdpTokenInvalid("malformed", "The sub claim is too long.")
     return caller_id
@@ -252,23 +250,6 @@ def _check_signature(raw: str, key: SigningKey) -> None:
         raise IdpTokenInvalid(reason, detail) from None
 
 
-def _ensure_pending_capacity() -> None:
-    """At most AUTH_PENDING_MAX_PER_ISSUER unverified events per issuer, so an outage cannot
-    become a storage attack. Concurrent requests may overshoot by a few: a soft cap."""
-    cap = settings.AUTH_PENDING_MAX_PER_ISSUER
-    held = (
-        Event.objects.filter(
-            status=EventStatus.AUTH_PENDING, caller__startswith=f"idp:{settings.JWT_ISSUER}|"
-        )
-        .values("pk")[:cap]
-        .count()
-    )
-    if held >= cap:
-        EVENTS.labels(outcome="rejected", reason="auth_pending_full").inc()
-        raise ApiError(
-            503,
-            "auth_pending_full",
-            "The identity provider is unreachable and the queue of unverified events is "
-            "full; retry later.",
-            headers={"Retry-After": str(PENDING_RETRY_AFTER_SECONDS)},
-        )
+def idp_caller_prefix() -> str:
+    """The start of every caller id of the configured identity provider's tokens."""
+    return f"idp:{settings.JWT_ISSUER}|"

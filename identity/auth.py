@@ -2,7 +2,7 @@
 
 Two kinds of bearer token are accepted: our own service-account tokens (HS256, issued by
 `POST /api/v1/auth/token`) and, when `JWKS_URL` is configured, tokens of the organisation's
-identity provider (see `events/idp.py`). The token's unverified `iss` only picks which
+identity provider (see `identity/idp.py`). The token's unverified `iss` only picks which
 verifier runs; each verifier checks everything itself."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from django.conf import settings
 from rest_framework import authentication, exceptions, permissions
 from rest_framework_simplejwt.tokens import AccessToken
 
-from events.identity import Caller
-from events.models import ServiceAccount
+from comcenter.lib.metrics import AUTH_FAILURES
+from identity.caller import Caller
+from identity.models import ServiceAccount
 
 if TYPE_CHECKING:  # rest_framework.views imports this module through its settings
     from rest_framework.request import Request
@@ -40,8 +41,6 @@ class AuthFailed(exceptions.AuthenticationFailed):
 
 def record_auth_failure(reason: str) -> None:
     """Count an authentication failure by reason (metrics hook)."""
-    from comcenter.lib.metrics import AUTH_FAILURES
-
     AUTH_FAILURES.labels(reason=reason).inc()
 
 
@@ -143,7 +142,7 @@ def authenticate_bearer(raw: str) -> Caller:
         return cached
     claims = _unverified_claims(raw)
     if settings.JWKS_URL and claims.get("iss") == settings.JWT_ISSUER:
-        from events.idp import authenticate_idp_token
+        from identity.idp import authenticate_idp_token  # idp imports this module
 
         return authenticate_idp_token(raw)
     if claims.get("iss", OWN_ISSUER) != OWN_ISSUER:
@@ -172,6 +171,14 @@ class BearerAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="comcenter"'
+
+
+def request_caller(request: Request) -> Caller:
+    """The authenticated caller of an API request (views behind HasScope always have one)."""
+    caller = request.user
+    if not isinstance(caller, Caller):
+        raise exceptions.NotAuthenticated()
+    return caller
 
 
 class HasScope(permissions.BasePermission):

@@ -1,0 +1,182 @@
+"""The intake's steps shared by its two doors, the bearer API (events/apis.py) and the signed
+webhooks (events/webhooks.py): the body as JSON, field validation, and the idempotent store
+with its answer."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from typing import Any
+
+from django.conf import settings
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from comcenter.lib.body import body_read
+from comcenter.lib.errors import ApiError
+from comcenter.lib.latency import ack_latency_record
+from comcenter.lib.metrics import ACK_LATENCY, EVENTS
+from events import services
+from events.models import Event, EventStatus
+from events.serializers import EventInSerializer, find_unstorable
+from identity.caller import Caller
+from identity.idp import idp_caller_prefix
+
+PENDING_RETRY_AFTER_SECONDS = 60
+
+
+def _reject(status_code: int, code: str, detail: Any, reason: str | None = None) -> ApiError:
+    EVENTS.labels(outcome="rejected", reason=reason or code).inc()
+    return ApiError(status_code, code, detail)
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
+    """The request body as a JSON object, or an ApiError with a precise status.
+
+    Reads the raw body ourselves (DRF's JSONParser turns deep nesting into a 500 and knows
+    nothing of our size limit); callers that sign bodies verify the same raw bytes."""
+    content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise _reject(415, "unsupported_media_type", "Send the body as application/json.")
+    body = body_read(request, max_bytes=max_bytes)
+    try:
+        parsed = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise _reject(400, "malformed_json", "The body is not valid UTF-8.") from None
+    except RecursionError:
+        raise _reject(400, "malformed_json", "The JSON is nested too deeply.") from None
+    except ValueError as exc:
+        raise _reject(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise _reject(400, "malformed_json", "The body must be a JSON object.", "malformed_json")
+    problem = find_unstorable(parsed)
+    if problem:
+        raise _reject(400, "invalid_fields", {"body": [problem]}, "unstorable_value")
+    return parsed
+
+
+@functools.cache
+def _event_validator() -> EventInSerializer:
+    """One serializer per process, used only through `run_validation`, which keeps no state
+    on the instance: building a serializer deep-copies all its fields, a sixth of the ack
+    path's CPU when done per request."""
+    return EventInSerializer()
+
+
+def validate_event(parsed: dict[str, Any], header_key: str | None) -> tuple[dict[str, Any], str]:
+    """Field validation shared by the bearer intake and the signed webhooks.
+
+    Returns the validated payload (without the idempotency key) and the key."""
+    try:
+        payload = dict(_event_validator().run_validation(parsed))
+    except ValidationError as exc:
+        raise _reject(400, "invalid_fields", exc.detail, "invalid_fields") from None
+    body_key = payload.pop("idempotency_key", None)
+    if header_key is not None and body_key is not None and header_key != body_key:
+        raise _reject(
+            400,
+            "invalid_fields",
+            {"idempotency_key": ["The body and the Idempotency-Key header disagree."]},
+            "invalid_fields",
+        )
+    key = body_key if body_key is not None else header_key
+    if not key:
+        raise _reject(
+            400,
+            "invalid_fields",
+            {"idempotency_key": ["Required, in the body or the Idempotency-Key header."]},
+            "invalid_fields",
+        )
+    if len(key) > 255:
+        raise _reject(
+            400,
+            "invalid_fields",
+            {"idempotency_key": ["At most 255 characters."]},
+            "invalid_fields",
+        )
+    known = services.known_event_types()
+    if payload["event_type"] not in known:
+        raise _reject(
+            422,
+            "unknown_event_type",
+            {"event_type": [f"Unknown event type. Known types: {sorted(known)}."]},
+        )
+    payload["recipient"] = dict(payload["recipient"])
+    return payload, key
+
+
+def accept_and_respond(
+    request: Request,
+    *,
+    caller: Caller,
+    payload: dict[str, Any],
+    key: str,
+) -> Response:
+    """Store the event and answer: 202 new, 200 duplicate, 409 conflict (503 when an
+    unverified caller's queue is full)."""
+    if caller.auth_pending:
+        _ensure_pending_capacity()
+    try:
+        result = services.event_accept(
+            caller=caller.caller_id,
+            payload=payload,
+            idempotency_key=key,
+            request_id=request.request_id,  # type: ignore[attr-defined]
+            auth_pending=caller.auth_pending,
+            pending_token=caller.raw_token,
+        )
+    except services.IdempotencyConflict as exc:
+        EVENTS.labels(outcome="conflict", reason="payload_mismatch").inc()
+        raise ApiError(
+            409,
+            "idempotency_conflict",
+            {
+                "idempotency_key": ["Already used with a different payload."],
+                "event_id": str(exc.event.uid),
+            },
+        ) from None
+    event = result.event
+    body = {
+        "id": str(event.uid),
+        "status": event.status,
+        "duplicate": result.duplicate,
+        "request_id": request.request_id,  # type: ignore[attr-defined]
+    }
+    EVENTS.labels(outcome="duplicate" if result.duplicate else "accepted", reason="").inc()
+    started = getattr(request._request, "started_at", None)
+    if started is not None and not result.duplicate:
+        elapsed = time.perf_counter() - started
+        ACK_LATENCY.observe(elapsed)
+        ack_latency_record(elapsed)
+    return Response(
+        body, status=status.HTTP_200_OK if result.duplicate else status.HTTP_202_ACCEPTED
+    )
+
+
+def _ensure_pending_capacity() -> None:
+    """At most AUTH_PENDING_MAX_PER_ISSUER unverified events per issuer, so an outage cannot
+    become a storage attack. Concurrent requests may overshoot by a few: a soft cap."""
+    cap = settings.AUTH_PENDING_MAX_PER_ISSUER
+    held = (
+        Event.objects.filter(
+            status=EventStatus.AUTH_PENDING, caller__startswith=idp_caller_prefix()
+        )
+        .values("pk")[:cap]
+        .count()
+    )
+    if held >= cap:
+        EVENTS.labels(outcome="rejected", reason="auth_pending_full").inc()
+        raise ApiError(
+            503,
+            "auth_pending_full",
+            "The identity provider is unreachable and the queue of unverified events is "
+            "full; retry later.",
+            headers={"Retry-After": str(PENDING_RETRY_AFTER_SECONDS)},
+        )
