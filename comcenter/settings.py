@@ -495,6 +495,7 @@ PERIODIC_TASKS = [
     ("delivery-ticker", "delivery.tasks.tick", 1),
     ("delivery-dlq-purge", "delivery.tasks.purge_dead", 60),
     ("retention-purge", "delivery.retention.retention_purge", 60),
+    ("message-tally-fold", "delivery.tally.tally_fold", 1),
     ("audit-retention-purge", "audit.retention.audit_purge", 60),
 ]
 
