@@ -18,6 +18,7 @@ from django.utils import timezone
 from audit import services
 from audit.models import AuditRecord, AuditSeal
 from audit.services import (
+    CHAINED_FIELDS,
     GENESIS,
     audit_append,
     audit_row_hash,
@@ -282,4 +283,17 @@ def test_the_seal_format_is_stable():
     assert audit_seal_sign(header) == (
         "a077378578b9e3e33fa87ea86391ffecadea06e2c98981adbd480e0321303be1"
     )
-    assert audit_row_hash({**row, "data": {"to": "y", "n": [1, "é"]}}) != row_hash
+    changed = {
+        "id": 8,
+        "at": datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC),
+        "kind": "message.sent",
+        "request_id": "req-2",
+        "event_uid": None,
+        "message_uid": uuid.UUID("12345678-1234-5678-1234-567812345679"),
+        "recipient_id": "cust-8",
+        "actor": "ops",
+        "data": {"to": "y", "n": [1, "é"]},
+    }
+    assert set(changed) == set(CHAINED_FIELDS)
+    for name, value in changed.items():  # every chained field is covered by the hash
+        assert audit_row_hash({**row, name: value}) != row_hash, name
