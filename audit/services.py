@@ -22,8 +22,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditRecord, AuditSeal
-from comcenter.lib.bulk import rows_insert
 from comcenter.lib.context import get_request_id
+from comcenter.lib.db import is_postgres, rows_insert
 from comcenter.lib.hashing import canonical_json, sha256_hex
 from comcenter.lib.metrics import AUDIT_HEAD_FINGERPRINT, AUDIT_HEAD_SEQ, AUDIT_SEALED_ROWS
 
@@ -159,7 +159,7 @@ def audit_seal_sign(header: str) -> str:
 
 def audit_clock() -> datetime:
     """The database's clock on PostgreSQL (one clock for every node); SQLite is one machine."""
-    if connection.vendor != "postgresql":
+    if not is_postgres():
         return timezone.now()
     with connection.cursor() as cursor:
         # The wall clock, not the transaction's start: a row's `at` is its transaction's start.
@@ -188,7 +188,7 @@ def _settled_horizon() -> int:
     sequence's position and the transactions running; a record is settled once none of those
     transactions is still running and GAP_SETTLE_SECONDS have passed (covering the instant
     between an insert taking its id and its transaction getting a transaction id)."""
-    if connection.vendor != "postgresql":
+    if not is_postgres():
         return 2**63 - 1
     with connection.cursor() as cursor:
         cursor.execute(
@@ -233,7 +233,7 @@ def audit_seal(*, batch: int = 2000, limit: int | None = None) -> int:
 
 def _seal_batch(batch: int) -> int:
     with transaction.atomic():
-        if connection.vendor == "postgresql":
+        if is_postgres():
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SEAL_LOCK_ID])
         # On SQLite the IMMEDIATE transaction already serializes writers.

@@ -176,7 +176,7 @@ def database_checks(caller: str) -> dict[str, Any]:
         .count()
     )
 
-    # Ordering (SPEC §4): per ordering key, a message must not be dispatched after one with a
+    # Ordering: per ordering key, a message must not be dispatched after one with a
     # higher sequence, unless it arrived later than that one's gap wait (ORDERING_GAP_WAIT
     # from its arrival): then the higher one was allowed to go ahead, the gap recorded.
     gap_wait = timedelta(seconds=settings.ORDERING_GAP_WAIT)

@@ -227,7 +227,7 @@ def _run(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     from django.db import connection
     from django.db.models import Count, Max
 
-    from delivery.clock import db_now
+    from comcenter.lib.db import db_now
     from delivery.models import Message, MessageState
     from flags.services import flag_set
 

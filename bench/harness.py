@@ -1,5 +1,6 @@
-"""The system under test: comcenter on PostgreSQL and Redis, served by gunicorn with the
-django-q2 cluster running, in dry-run, on 127.0.0.1 only. Started and stopped by the replay.
+"""The system under test: comcenter on PostgreSQL and Redis, served by the web server of
+BENCH_SERVER with the django-q2 cluster running, in dry-run, on 127.0.0.1 only; and the floor
+project (bench/floor) on the same server and database cluster. Started and stopped by the replay.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,27 +19,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from comcenter.run import cluster_stop
+from comcenter.run import cluster_stop, web_command
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/comcenter_bench"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/6"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def bench_environment(*, web_workers: int, q_workers: int, port: int, metrics_dir: str) -> dict:
+def bench_environment(
+    *,
+    database_url: str,
+    redis_url: str,
+    web_workers: int,
+    q_workers: int,
+    port: int,
+    metrics_dir: str,
+) -> dict:
     """The environment of every process of the run (server, cluster, management commands)."""
     env = dict(os.environ)
-    env.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    env.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
     env.setdefault("SECRET_KEY", "bench-" + secrets.token_urlsafe(40))
     env.setdefault("AUDIT_KEY", "bench-" + secrets.token_urlsafe(40))
     env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
         DJANGO_SETTINGS_MODULE="comcenter.settings",
         DEBUG="false",
         ALLOWED_HOSTS="127.0.0.1,localhost",
@@ -61,21 +61,15 @@ def bench_environment(*, web_workers: int, q_workers: int, port: int, metrics_di
     return env
 
 
-def create_database(url: str) -> bool:
-    """Create the benchmark's database if it does not exist; True if it was created."""
-    import psycopg
-    from psycopg import sql
-
-    if not url.startswith(("postgres://", "postgresql://")):
-        raise SystemExit("the replay runs on PostgreSQL: set DATABASE_URL=postgres://…")
-    base, _, name = url.rpartition("/")
-    name = name.split("?")[0]
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if exists:
-            return False
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return True
+def floor_environment(env: dict, *, database_url: str, port: int) -> dict:
+    """The floor project's environment: the run's, with its own settings, database and token."""
+    return {
+        **env,
+        "DJANGO_SETTINGS_MODULE": "bench.floor.settings",
+        "FLOOR_DATABASE_URL": database_url,
+        "FLOOR_TOKEN": secrets.token_urlsafe(32),
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+    }
 
 
 def manage(env: dict, *args: str) -> str:
@@ -135,10 +129,14 @@ def prepare(env: dict, *, run: str) -> Credentials:
 
 @dataclass
 class Server:
-    """gunicorn (deploy/gunicorn.conf.py) and `manage.py qcluster`, logging to `log_dir`."""
+    """The web server of `web_server` serving `target` (comcenter or the floor), and for
+    comcenter `manage.py qcluster` unless `workers` is False; logging to `log_dir`."""
 
     env: dict
     log_dir: Path
+    web_server: str = "gunicorn"
+    target: str = "comcenter"
+    workers: bool = True
     processes: list[subprocess.Popen] = field(default_factory=list)
     groups: list[subprocess.Popen] = field(default_factory=list)  # stopped as a whole group
     logs: list[IO[bytes]] = field(default_factory=list)
@@ -164,21 +162,20 @@ class Server:
 
     def start(self) -> None:
         python = sys.executable
+        name = "web" if self.target == "comcenter" else "floor"
         self._spawn(
-            "web",
-            [
-                python,
-                "-m",
-                "gunicorn",
-                "-c",
-                "deploy/gunicorn.conf.py",
-                "comcenter.wsgi:application",
-            ],
+            name,
+            web_command(
+                server=self.web_server,
+                target=self.target,
+                bind=self.env["GUNICORN_BIND"],
+                workers=int(self.env["WEB_CONCURRENCY"]),
+            ),
         )
         # Workers run at a lower CPU priority than the web tier, as `make run` does: on one
         # small machine the acknowledgement is the latency-critical path, and delivery is
         # asynchronous by design (it catches up when intake slows).
-        if os.environ.get("BENCH_Q_WORKERS") != "0":  # 0: the ack path alone
+        if self.workers:
             self._spawn(
                 "workers", ["nice", "-n", "10", python, "manage.py", "qcluster"], group=True
             )
@@ -196,6 +193,13 @@ class Server:
                     self.stop()
                     raise SystemExit("the server did not answer within 90 s") from None
                 time.sleep(0.3)
+
+    def pids(self) -> dict[str, int]:
+        """The root pid of each component: "web", and "workers" when the cluster runs."""
+        pids = {"web": self.processes[0].pid}
+        if self.workers:
+            pids["workers"] = self.processes[1].pid
+        return pids
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.processes)

@@ -1,33 +1,48 @@
-"""`make bench`: replay events against a real comcenter and check nothing was lost.
+"""`make bench`: replay events against a real comcenter, check nothing was lost, and say what
+each event cost against a floor measured in the same invocation.
 
     .venv/bin/python -m bench.replay            # 30,000 events at 250/s (about 2 minutes)
     BENCH_EVENTS=2000 .venv/bin/python -m bench.replay      # the CI smoke variant
     BENCH_MODE=max .venv/bin/python -m bench.replay         # highest rate with P95 <= 120 ms
+    BENCH_MODE=soak .venv/bin/python -m bench.replay        # 250/s for 30 min, P95 per minute
 
-It starts comcenter itself on 127.0.0.1: PostgreSQL (DATABASE_URL, default
-postgres://postgres@127.0.0.1:5432/comcenter_bench, created if missing, migrated), Redis
-(REDIS_URL, default redis://127.0.0.1:6379/6), gunicorn with BENCH_WEB_WORKERS sync workers
-and the django-q2 cluster with BENCH_Q_WORKERS workers, in dry run (DISABLE_SEND=true), with
-the demo routes (`load_demo`: two event types, each routed to email and SMS). A fresh service
-account per run scopes every check, so earlier runs in the same database do not matter.
+Each invocation starts its own PostgreSQL cluster (initdb in a temporary directory, PostgreSQL's
+defaults: autovacuum, fsync and synchronous_commit on) and its own Redis server, on free
+loopback ports, and removes both at the end (bench/stack.py): no run inherits another's dead
+tuples, table history or queued tasks. BENCH_STACK=shared uses the servers of DATABASE_URL
+and REDIS_URL instead (then the database's and Redis's CPU is not attributed). The settings
+that matter and the server versions are recorded in the result.
 
-It replays BENCH_EVENTS requests at BENCH_RATE per second with an open-loop generator
+First the floor (bench/floor: a bare DRF view with a static bearer token and one ORM INSERT)
+runs on the same web server and cluster: BENCH_FLOOR_EVENTS (5,000) requests at BENCH_RATE.
+Then comcenter: the web server of BENCH_SERVER (gunicorn, granian or granian-asgi) with
+BENCH_WEB_WORKERS processes and the django-q2 cluster with BENCH_Q_WORKERS workers, in dry run
+(DISABLE_SEND=true), with the demo routes (`load_demo`: two event types, each routed to email
+and SMS). It replays BENCH_EVENTS requests at BENCH_RATE per second with an open-loop generator
 (bench/loadgen.py) and the mix of bench/workload.py, waits for the pipeline to drain, then
 checks from the database: `lost` (accepted events without all their messages),
 `duplicate_sends` and `ordering_violations`, and from the answers: `errors` (anything but the
 contract's 202/200/409, or no answer within BENCH_REQUEST_TIMEOUT, 30 s) and
-`idempotency_violations`. It prints a table
-and writes bench/results/replay-<UTC timestamp>.json (max mode: max-<timestamp>.json).
+`idempotency_violations`.
+
+CPU is read from /proc (bench/cpu.py) for each component's process tree (`web`, `workers`,
+`database`, `redis`) over the measured window only (from the first measured request to the
+drain; warm-up excluded) and divided by the requests sent: `cpu_ms_per_event`, for comcenter
+and for the floor, and `cpu_ratio_to_floor` (total / the floor's total). CPU time, unlike
+latency, hardly changes when other work shares the cores, so these figures compare across
+runs on a loaded machine; the latencies do not, and `machine.loadavg_at_start` says how loaded
+it was. It prints a table and writes bench/results/<mode>-<UTC timestamp>.json.
 
 Exit status: 1 when a correctness check fails (lost, duplicate sends, ordering violations,
-errors, idempotency violations, or the pipeline did not drain); never because of latency,
-which is reported, not asserted.
+errors, idempotency violations, or the pipeline did not drain); never because of latency or
+cost, which are reported, not asserted.
 
-Knobs: BENCH_EVENTS, BENCH_RATE, BENCH_MODE (replay|max), BENCH_WEB_WORKERS (4),
-BENCH_Q_WORKERS (2; 0 measures the acknowledgement path alone: no cluster, no delivery checks),
-BENCH_DRAIN_TIMEOUT (600 s), BENCH_WARMUP (500 requests), and for max
-mode BENCH_MAX_START (300/s), BENCH_STEP_SECONDS (20), BENCH_MAX_SECONDS (1200),
-BENCH_P95_LIMIT_MS (120).
+Knobs: BENCH_EVENTS, BENCH_RATE, BENCH_MODE (replay|max|soak), BENCH_SERVER, BENCH_STACK,
+BENCH_WEB_WORKERS (4), BENCH_Q_WORKERS (2; 0 measures the acknowledgement path alone: no
+cluster, no delivery checks), BENCH_FLOOR (1; 0 skips the floor), BENCH_FLOOR_EVENTS (5,000),
+BENCH_DRAIN_TIMEOUT (600 s), BENCH_WARMUP (500 requests); for max mode BENCH_MAX_START
+(300/s), BENCH_STEP_SECONDS (20), BENCH_MAX_SECONDS (1200), BENCH_P95_LIMIT_MS (120); for soak
+mode BENCH_SOAK_SECONDS (1,800) and BENCH_SOAK_WINDOW (60 s).
 """
 
 from __future__ import annotations
@@ -35,17 +50,21 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import harness
+from bench import cpu, harness
 from bench.checks import database_checks, judge_answers, wait_for_drain
 from bench.loadgen import nearest_rank, replay
+from bench.stack import Stack, free_port, private_stack, shared_stack
 from bench.workload import Request, generate
+from comcenter.run import DEFAULT_WEB_SERVER
 
 RESULTS = harness.ROOT / "bench" / "results"
 
@@ -77,14 +96,6 @@ def machine() -> dict[str, Any]:
     }
 
 
-def database_version() -> str:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        return f"PostgreSQL {cursor.fetchone()[0]}"
-
-
 def git_commit() -> str:
     try:
         return subprocess.run(
@@ -98,9 +109,7 @@ def git_commit() -> str:
         return ""
 
 
-def latency_summary(answers: list[Any]) -> dict[str, float | None]:
-    latencies = [a.latency_ms for a in answers if a is not None and a.status != 0]
-
+def latency_summary(latencies: list[float]) -> dict[str, float | None]:
     def rounded(value: float | None) -> float | None:
         return None if value is None else round(value, 2)
 
@@ -120,14 +129,17 @@ def run_step(
     events: int,
     rate: float,
     label: str,
-) -> dict[str, Any]:
-    """One replay of `events` requests at `rate`; the answers judged, latencies summarised."""
-    requests: list[Request] = generate(run=run, total=events)
+    requests: list[Request] | None = None,
+) -> tuple[dict[str, Any], list[float]]:
+    """One replay of `events` requests at `rate`: the answers judged and their latencies
+    summarised, and the latencies (ms) of every answer."""
+    requests = requests if requests is not None else generate(run=run, total=events)
     token = harness.fetch_token(server.base_url, credentials)
     answers, sending_seconds = replay(
         base_url=server.base_url, token=token, requests=requests, rate=rate, label=label
     )
     verdict = judge_answers(requests, answers)
+    latencies = [a.latency_ms for a in answers if a is not None and a.status != 0]
     return {
         "events": len(requests),
         "accepted": verdict.accepted,
@@ -138,14 +150,15 @@ def run_step(
         "problems": verdict.examples,
         "target_rate_rps": rate,
         "rate_rps": round(len(requests) / sending_seconds, 1) if sending_seconds else None,
-        **latency_summary(answers),
-    }
+        **latency_summary(latencies),
+    }, latencies
 
 
-def drain_and_check(credentials: harness.Credentials) -> dict[str, Any]:
+def drain(credentials: harness.Credentials) -> dict[str, Any]:
+    """Wait until the run's events are handed off and its messages final (nothing to wait
+    for when no cluster runs: the ack path alone)."""
     if _int("BENCH_Q_WORKERS", 2) == 0:
-        # Ack-path measurement: no cluster ran, so delivery is neither drained nor checked.
-        return {"delivery_checked": False}
+        return {}
 
     def progress(state: Any) -> None:
         sys.stderr.write(
@@ -158,10 +171,49 @@ def drain_and_check(credentials: harness.Credentials) -> dict[str, Any]:
         credentials.caller, timeout=_float("BENCH_DRAIN_TIMEOUT", 600), progress=progress
     )
     sys.stderr.write("\n")
+    return {"drained": drained, "drain_seconds": round(seconds, 1)}
+
+
+def delivery_checks(credentials: harness.Credentials) -> dict[str, Any]:
+    if _int("BENCH_Q_WORKERS", 2) == 0:
+        # Ack-path measurement: no cluster ran, so delivery is neither drained nor checked.
+        return {"delivery_checked": False}
+    return database_checks(credentials.caller)
+
+
+def measure_floor(
+    *, stack: Stack, env: dict, web_server: str, rate: float, log_dir: Path, run: str
+) -> dict[str, Any]:
+    """The floor (bench/floor: a bare DRF view, one ORM INSERT) on the same web server,
+    workers and database cluster: BENCH_FLOOR_EVENTS requests at `rate` after a warm-up."""
+    events = _int("BENCH_FLOOR_EVENTS", 5000)
+    floor_env = harness.floor_environment(
+        env, database_url=stack.floor_database_url, port=free_port()
+    )
+    floor_env["PROMETHEUS_MULTIPROC_DIR"] = harness.new_metrics_dir()
+    harness.manage(floor_env, "migrate", "--noinput")
+    server = harness.Server(
+        env=floor_env, log_dir=log_dir, web_server=web_server, target="bench.floor", workers=False
+    )
+    server.start()
+    try:
+        token = floor_env["FLOOR_TOKEN"]
+        warmup = generate(run=f"{run}fw", total=min(500, events))
+        replay(base_url=server.base_url, token=token, requests=warmup, rate=rate, label="floor w")
+        requests = generate(run=f"{run}f", total=events)
+        window = Measured({**server.pids(), **stack.pids})
+        answers, _ = replay(
+            base_url=server.base_url, token=token, requests=requests, rate=rate, label="floor  "
+        )
+        cpu_ms = window.per_event(len(requests))
+    finally:
+        server.stop()
+    latencies = [a.latency_ms for a in answers if a is not None and a.status != 0]
     return {
-        "drained": drained,
-        "drain_seconds": round(seconds, 1),
-        **database_checks(credentials.caller),
+        "events": len(requests),
+        "errors": sum(1 for a in answers if a is None or a.status != 202),
+        **latency_summary(latencies),
+        "cpu_ms_per_event": cpu_ms,
     }
 
 
@@ -198,21 +250,73 @@ def write_result(prefix: str, stamp: str, result: dict[str, Any]) -> Path:
     return path
 
 
-def mode_replay(
-    server: harness.Server, credentials: harness.Credentials, *, run: str, base: dict[str, Any]
-) -> dict[str, Any]:
+class Run:
+    """One invocation's comcenter: its stack, server, service account and run id."""
+
+    def __init__(
+        self, *, stack: Stack, server: harness.Server, credentials: harness.Credentials, id: str
+    ) -> None:
+        self.stack = stack
+        self.server = server
+        self.credentials = credentials
+        self.id = id
+
+    def components(self) -> dict[str, int]:
+        return {**self.server.pids(), **self.stack.pids}
+
+    def step(
+        self,
+        *,
+        run_id: str,
+        events: int,
+        rate: float,
+        label: str,
+        requests: list[Request] | None = None,
+    ) -> tuple[dict[str, Any], list[float]]:
+        return run_step(
+            self.server,
+            self.credentials,
+            run=run_id,
+            events=events,
+            rate=rate,
+            label=label,
+            requests=requests,
+        )
+
+    def drain(self) -> dict[str, Any]:
+        return drain(self.credentials)
+
+    def checks(self) -> dict[str, Any]:
+        return delivery_checks(self.credentials)
+
+
+class Measured:
+    """CPU per event of each component over a window that the caller opens and closes."""
+
+    def __init__(self, components: dict[str, int]) -> None:
+        self.components = components
+        self.start = cpu.sample(components)
+
+    def per_event(self, events: int) -> dict[str, float | None]:
+        return cpu.per_event_ms(self.start, cpu.sample(self.components), events=events)
+
+
+def mode_replay(run: Run) -> dict[str, Any]:
     events = _int("BENCH_EVENTS", 30000)
     rate = _float("BENCH_RATE", 250)
     warmup = min(_int("BENCH_WARMUP", 500), max(50, events // 10))
     # Warm-up: every worker imports, connects and fills its caches before the measurement.
-    run_step(server, credentials, run=f"{run}w", events=warmup, rate=rate, label="warm-up")
-    step = run_step(server, credentials, run=run, events=events, rate=rate, label="replay ")
-    return {**base, **step, "warmup_events": warmup, **drain_and_check(credentials)}
+    run.step(run_id=f"{run.id}w", events=warmup, rate=rate, label="warm-up")
+    run.drain()
+    # The measured window: from the first request to the last message final.
+    window = Measured(run.components())
+    step, _ = run.step(run_id=run.id, events=events, rate=rate, label="replay ")
+    drained = run.drain()
+    step["cpu_ms_per_event"] = window.per_event(step["events"])
+    return {**step, "warmup_events": warmup, **drained, **run.checks()}
 
 
-def mode_max(
-    server: harness.Server, credentials: harness.Credentials, *, run: str, base: dict[str, Any]
-) -> dict[str, Any]:
+def mode_max(run: Run) -> dict[str, Any]:
     """Raise the rate by 25 % per step while P95 <= the limit and nothing errs, then bisect
     between the last good and the first bad rate; bounded by BENCH_MAX_SECONDS."""
     limit_ms = _float("BENCH_P95_LIMIT_MS", 120)
@@ -223,17 +327,17 @@ def mode_max(
 
     def attempt(rate: float) -> bool:
         events = int(rate * step_seconds)
-        label = f"{rate:6.0f}/s"
-        result = run_step(
-            server, credentials, run=f"{run}r{len(steps)}", events=events, rate=rate, label=label
+        window = Measured(run.components())
+        result, _ = run.step(
+            run_id=f"{run.id}r{len(steps)}", events=events, rate=rate, label=f"{rate:6.0f}/s"
         )
-        drained = drain_and_check(credentials)
-        result["drain_seconds"] = drained["drain_seconds"]
+        result.update(run.drain())
+        result["cpu_ms_per_event"] = window.per_event(result["events"])
         steps.append(result)
         p95 = result["p95_ack_ms"]
         return result["errors"] == 0 and p95 is not None and p95 <= limit_ms
 
-    run_step(server, credentials, run=f"{run}w", events=500, rate=rate, label="warm-up")
+    run.step(run_id=f"{run.id}w", events=500, rate=rate, label="warm-up")
     good, bad = 0.0, 0.0
     while time.monotonic() < budget and rate <= 5000:
         if attempt(rate):
@@ -250,9 +354,8 @@ def mode_max(
             good = middle
         else:
             bad = middle
-    final = drain_and_check(credentials)
+    drained = run.drain()
     return {
-        **base,
         "p95_limit_ms": limit_ms,
         "step_seconds": step_seconds,
         "max_rate_rps": good,
@@ -262,59 +365,187 @@ def mode_max(
         "accepted": sum(s["accepted"] for s in steps),
         "errors": sum(s["errors"] for s in steps),
         "idempotency_violations": sum(s["idempotency_violations"] for s in steps),
-        **final,
+        **drained,
+        **run.checks(),
     }
+
+
+def mode_soak(run: Run) -> dict[str, Any]:
+    """BENCH_RATE (250/s) for BENCH_SOAK_SECONDS (1,800), one replay per BENCH_SOAK_WINDOW
+    (60 s) back to back: the P95 of each window, and the P95 of the first five windows
+    against the last five (fewer when the soak is shorter than ten windows)."""
+    rate = _float("BENCH_RATE", 250)
+    window_seconds = _float("BENCH_SOAK_WINDOW", 60)
+    windows = max(1, round(_float("BENCH_SOAK_SECONDS", 1800) / window_seconds))
+    per_window = int(rate * window_seconds)
+    # Generated up front (each window its own ordering keys), so no window waits for the
+    # generator of the next.
+    plans = [generate(run=f"{run.id}m{n}", total=per_window) for n in range(windows)]
+    run.step(run_id=f"{run.id}w", events=min(500, per_window), rate=rate, label="warm-up")
+    run.drain()
+    measured = Measured(run.components())
+    minutes: list[dict[str, Any]] = []
+    latencies: list[list[float]] = []
+    for n, requests in enumerate(plans):
+        step, window_latencies = run.step(
+            run_id=f"{run.id}m{n}",
+            events=per_window,
+            rate=rate,
+            label=f"window {n + 1:>3}",
+            requests=requests,
+        )
+        minutes.append(
+            {
+                key: step[key]
+                for key in (
+                    "events",
+                    "accepted",
+                    "errors",
+                    "idempotency_violations",
+                    "rate_rps",
+                    "p50_ack_ms",
+                    "p95_ack_ms",
+                    "p99_ack_ms",
+                    "max_ack_ms",
+                )
+            }
+        )
+        latencies.append(window_latencies)
+    drained = run.drain()
+    events = sum(m["events"] for m in minutes)
+    edge = max(1, min(5, windows // 2))
+    first = nearest_rank([v for w in latencies[:edge] for v in w], 0.95)
+    last = nearest_rank([v for w in latencies[-edge:] for v in w], 0.95)
+    worst = max((m["p95_ack_ms"] or 0.0) for m in minutes)
+    return {
+        "target_rate_rps": rate,
+        "window_seconds": window_seconds,
+        "windows": minutes,
+        "events": events,
+        "accepted": sum(m["accepted"] for m in minutes),
+        "errors": sum(m["errors"] for m in minutes),
+        "idempotency_violations": sum(m["idempotency_violations"] for m in minutes),
+        "worst_window_p95_ack_ms": worst,
+        "edge_windows": edge,
+        "first_windows_p95_ack_ms": None if first is None else round(first, 2),
+        "last_windows_p95_ack_ms": None if last is None else round(last, 2),
+        "last_to_first_p95": round(last / first, 2) if first and last else None,
+        "cpu_ms_per_event": measured.per_event(events),
+        **drained,
+        **run.checks(),
+    }
+
+
+MODES = {"replay": mode_replay, "max": mode_max, "soak": mode_soak}
+
+
+def open_stack() -> Stack:
+    """BENCH_STACK=private (default): a PostgreSQL cluster and a Redis server of this run's
+    own; shared: the servers of DATABASE_URL and REDIS_URL (defaults: the local standard
+    ports, database comcenter_bench, Redis db 6)."""
+    kind = os.environ.get("BENCH_STACK", "private")
+    if kind == "private":
+        return private_stack()
+    if kind == "shared":
+        return shared_stack(
+            os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/comcenter_bench"),
+            os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/6"),
+        )
+    raise SystemExit("BENCH_STACK must be private or shared")
+
+
+def attach_floor(result: dict[str, Any], floor: dict[str, Any]) -> None:
+    result["floor"] = floor
+    total = (result.get("cpu_ms_per_event") or {}).get("total")
+    floor_total = floor["cpu_ms_per_event"]["total"]
+    result["cpu_ratio_to_floor"] = round(total / floor_total, 2) if total and floor_total else None
 
 
 def main() -> int:
     mode = os.environ.get("BENCH_MODE", "replay")
-    if mode not in {"replay", "max"}:
-        raise SystemExit("BENCH_MODE must be replay or max")
+    if mode not in MODES:
+        raise SystemExit(f"BENCH_MODE must be one of {', '.join(MODES)}")
+    web_server = os.environ.get("BENCH_SERVER", DEFAULT_WEB_SERVER)
     web_workers = _int("BENCH_WEB_WORKERS", 4)
     q_workers = _int("BENCH_Q_WORKERS", 2)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run = f"b{stamp}"
-    env = harness.bench_environment(
-        web_workers=web_workers,
-        q_workers=q_workers,
-        port=harness.free_port(),
-        metrics_dir=harness.new_metrics_dir(),
-    )
-    # This process reads the same database for the checks.
-    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "AUDIT_KEY", "DJANGO_SETTINGS_MODULE"):
-        os.environ[name] = env[name]
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    if harness.create_database(env["DATABASE_URL"]):
-        print(f"created the database of {env['DATABASE_URL']}", file=sys.stderr)
-    credentials = harness.prepare(env, run=run)
-
-    import django
-
-    django.setup()
-    log_dir = Path(env["PROMETHEUS_MULTIPROC_DIR"]).with_name(f"comcenter-bench-{stamp}-logs")
-    log_dir.mkdir(exist_ok=True)
-    server = harness.Server(env=env, log_dir=log_dir)
-    server.start()
-    base = {
-        "mode": mode,
-        "started_at": stamp,
-        "database": database_version(),
-        "machine": machine(),
-        "commit": git_commit(),
-        "web_workers": web_workers,
-        "q_workers": q_workers,
-        "server_logs": str(log_dir),
-    }
+    run_id = f"b{stamp}"
+    log_dir = Path(tempfile.mkdtemp(prefix=f"comcenter-bench-{stamp}-logs-"))
+    # SIGTERM unwinds like Ctrl-C, so the servers and the private stack are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    stack = open_stack()
     try:
-        if mode == "replay":
-            result = mode_replay(server, credentials, run=run, base=base)
-        else:
-            result = mode_max(server, credentials, run=run, base=base)
+        env = harness.bench_environment(
+            database_url=stack.database_url,
+            redis_url=stack.redis_url,
+            web_workers=web_workers,
+            q_workers=q_workers,
+            port=free_port(),
+            metrics_dir=harness.new_metrics_dir(),
+        )
+        # This process reads the same database for the checks.
+        for name in (
+            "DATABASE_URL",
+            "REDIS_URL",
+            "SECRET_KEY",
+            "AUDIT_KEY",
+            "DJANGO_SETTINGS_MODULE",
+        ):
+            os.environ[name] = env[name]
+        os.environ.setdefault("LOG_LEVEL", "WARNING")
+        base: dict[str, Any] = {
+            "mode": mode,
+            "started_at": stamp,
+            "stack": stack.kind,
+            "database": stack.settings["postgres"]["server_version"],
+            "server_settings": stack.settings,
+            "machine": machine(),
+            "commit": git_commit(),
+            "web_server": web_server,
+            "web_workers": web_workers,
+            "q_workers": q_workers,
+            "server_logs": str(log_dir),
+        }
+        floor = None
+        if _int("BENCH_FLOOR", 1):
+            floor = measure_floor(
+                stack=stack,
+                env=env,
+                web_server=web_server,
+                rate=_float("BENCH_RATE", 250),
+                log_dir=log_dir,
+                run=run_id,
+            )
+        credentials = harness.prepare(env, run=run_id)
+
+        import django
+
+        django.setup()
+        server = harness.Server(
+            env=env, log_dir=log_dir, web_server=web_server, workers=q_workers > 0
+        )
+        server.start()
+        try:
+            run = Run(stack=stack, server=server, credentials=credentials, id=run_id)
+            result = {**base, **MODES[mode](run)}
+        finally:
+            server.stop()
     finally:
-        server.stop()
+        stack.close()
+    if floor is not None:
+        attach_floor(result, floor)
     failures = correctness_failures(result)
     result["correct"] = not failures
-    path = write_result("replay" if mode == "replay" else "max", stamp, result)
+    path = write_result(mode, stamp, result)
+    print_summary(result, path)
+    if failures:
+        print("CORRECTNESS FAILURES: " + ", ".join(failures))
+        return 1
+    print("correct: nothing lost, no duplicate sends, no ordering violations, no errors")
+    return 0
+
+
+def print_summary(result: dict[str, Any], path: Path) -> None:
     rows = [
         (name, result.get(name))
         for name in (
@@ -328,28 +559,36 @@ def main() -> int:
             "p99_ack_ms",
             "max_ack_ms",
             "max_rate_rps",
+            "worst_window_p95_ack_ms",
+            "first_windows_p95_ack_ms",
+            "last_windows_p95_ack_ms",
             "lost",
             "duplicate_sends",
             "ordering_violations",
             "drain_seconds",
             "messages",
+            "cpu_ms_per_event",
+            "cpu_ratio_to_floor",
+            "web_server",
+            "stack",
             "database",
         )
         if name in result
     ]
-    rows.append(("machine", f"{result['machine']['cores']} cores, {result['machine']['cpu']}"))
-    print_table(f"comcenter replay ({mode}): {path.relative_to(harness.ROOT)}", rows)
-    if mode == "max":
-        for step in result["steps"]:
-            print(
-                f"  {step['target_rate_rps']:>7}/s  P95 {step['p95_ack_ms']} ms  "
-                f"P99 {step['p99_ack_ms']} ms  errors {step['errors']}"
-            )
-    if failures:
-        print("CORRECTNESS FAILURES: " + ", ".join(failures))
-        return 1
-    print("correct: nothing lost, no duplicate sends, no ordering violations, no errors")
-    return 0
+    if "floor" in result:
+        rows.append(("floor p95_ack_ms", result["floor"]["p95_ack_ms"]))
+        rows.append(("floor cpu_ms_per_event", result["floor"]["cpu_ms_per_event"]))
+    machine = result["machine"]
+    rows.append(("machine", f"{machine['cores']} cores, {machine['cpu']}"))
+    rows.append(("load average at start", machine["loadavg_at_start"]))
+    print_table(f"comcenter replay ({result['mode']}): {path.relative_to(harness.ROOT)}", rows)
+    for step in result.get("steps", []):
+        print(
+            f"  {step['target_rate_rps']:>7}/s  P95 {step['p95_ack_ms']} ms  "
+            f"P99 {step['p99_ack_ms']} ms  errors {step['errors']}"
+        )
+    for n, window in enumerate(result.get("windows", []), 1):
+        print(f"  window {n:>3}: P95 {window['p95_ack_ms']} ms  errors {window['errors']}")
 
 
 if __name__ == "__main__":

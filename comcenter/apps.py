@@ -1,4 +1,5 @@
 from django.apps import AppConfig, apps
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
 
@@ -9,7 +10,11 @@ class ComcenterConfig(AppConfig):
     verbose_name = "comcenter"
 
     def ready(self) -> None:
+        from comcenter.lib.db import connection_setup
         from comcenter.schedules import sync_schedules_after_migrate
+
+        # Every database connection's session settings, in one visible place.
+        connection_created.connect(connection_setup, dispatch_uid="comcenter.db_setup")
 
         # Deployment wiring, not domain logic: every `migrate` leaves the periodic tasks of
         # PERIODIC_TASKS registered, so no deployment can forget the sweepers. Django sends

@@ -5,7 +5,7 @@ threads with an overall deadline, so a hung dependency makes one check "timed ou
 making `/health` hang. A report is cached for `HEALTH_CACHE_SECONDS` per process, so a
 load balancer polling every second costs a few probes per cache period, not per request.
 
-What is checked (only what is configured, SPEC §7):
+What is checked (only what is configured):
 
 - `database`: `SELECT 1` on the default connection.
 - `broker`: django-q2's broker `ping()` (the Redis broker, with short socket timeouts); the

@@ -1,4 +1,4 @@
-"""Project-wide middleware: the request id and the security headers of SPEC §7.
+"""Project-wide middleware: the request id and the six security headers.
 
 Order matters (settings.MIDDLEWARE): RequestIdMiddleware sits outside every middleware that
 adds headers, so a `HeaderInspectingResponse` (the canary) sees the final header set."""
@@ -78,7 +78,7 @@ SECURITY_HEADER_NAMES = (
 
 
 class SecurityHeadersMiddleware:
-    """Set the six headers of SPEC §7 on every response.
+    """Set the six security headers on every response.
 
     HSTS goes on HTTPS responses only (RFC 6797 §7.2); behind the TLS-terminating proxy a
     request is HTTPS when it carries `X-Forwarded-Proto: https` and TRUST_PROXY_HEADERS is on.

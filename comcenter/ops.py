@@ -1,4 +1,4 @@
-"""The operations surface: `/health`, `/health/live`, `/canary` and `/metrics` (SPEC §7).
+"""The operations surface: `/health`, `/health/live`, `/canary` and `/metrics`.
 
 Plain Django views, outside DRF: they must keep answering when the API's authentication,
 throttles or parsers are what is broken, and each answers in a few milliseconds from caches.
@@ -92,7 +92,7 @@ def _flag(name: str) -> bool:
 
 
 def _identity_queueing() -> bool:
-    """True while external-identity tokens are received into auth_pending (SPEC §9)."""
+    """True while external-identity tokens are received into auth_pending."""
     if not settings.JWKS_URL:
         return False
     try:
@@ -116,12 +116,16 @@ def canary_mode() -> str:
     return "live"
 
 
-def canary_status(*, database_ok: bool, dependencies_ok: bool, p95_ms: float | None) -> str:
+def canary_status(
+    *, database_ok: bool, dependencies_ok: bool, p95_ms: float | None, intake_paused: bool
+) -> str:
     """`down` when the database fails (no event can be acknowledged durably); `degraded`
-    when another dependency fails or the recent P95 ack breaks the 120 ms SLO; else `ok`."""
+    when another dependency fails, the recent P95 ack breaks the 120 ms SLO or the intake is
+    paused (INTAKE_PAUSED: events are refused with 503); else `ok`."""
     if not database_ok:
         return "down"
-    if not dependencies_ok or (p95_ms is not None and p95_ms > settings.ACK_P95_SLO_MS):
+    slow = p95_ms is not None and p95_ms > settings.ACK_P95_SLO_MS
+    if not dependencies_ok or slow or intake_paused:
         return "degraded"
     return "ok"
 
@@ -146,7 +150,8 @@ class CanaryResponse(HeaderInspectingResponse):
 @never_cache
 @read_only
 def canary(request: HttpRequest) -> HttpResponse:
-    """Exactly the eight fields of SPEC §7, always 200: the body carries the verdict."""
+    """Exactly the eight fields of the canary (README, API in brief), always 200: the body
+    carries the verdict."""
     report = health_report()
     database = report.checks.get("database")
     database_ok = bool(database and database.ok)
@@ -155,7 +160,12 @@ def canary(request: HttpRequest) -> HttpResponse:
         "app": "comcenter",
         "version": settings.APP_VERSION,
         "build": settings.BUILD,
-        "status": canary_status(database_ok=database_ok, dependencies_ok=report.ok, p95_ms=p95),
+        "status": canary_status(
+            database_ok=database_ok,
+            dependencies_ok=report.ok,
+            p95_ms=p95,
+            intake_paused=_flag("INTAKE_PAUSED"),
+        ),
         "mode": canary_mode(),
         "p95_ms": p95,
         "security_headers": {"present": [], "missing": list(SECURITY_HEADER_NAMES)},

@@ -1,4 +1,5 @@
-"""`make run`: gunicorn and the django-q2 cluster as one foreground unit.
+"""`make run`: the web server (WEB_SERVER, default granian) and the django-q2 cluster as one
+foreground unit.
 
 Ctrl-C or SIGTERM stops both; if either dies, the other is stopped too, so the unit never
 half-runs (a web server accepting events that no worker will ever deliver).
@@ -22,6 +23,11 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 GUNICORN_CONFIG = BASE_DIR / "deploy" / "gunicorn.conf.py"
+GRANIAN_LOGGING = BASE_DIR / "deploy" / "granian-logging.json"
+DEFAULT_WEB_SERVER = "granian"
+# granian: RSGI with bodies buffered on the event loop (comcenter/lib/rsgi.py); granian-wsgi:
+# granian's WSGI interface (bodies streamed into the worker thread); gunicorn: sync workers.
+WEB_SERVERS = ("granian", "granian-wsgi", "gunicorn")
 
 
 def child_environment(*, metrics_dir: str, port: str) -> dict[str, str]:
@@ -32,6 +38,55 @@ def child_environment(*, metrics_dir: str, port: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("WEB_CONCURRENCY", "2")
     return env
+
+
+def web_command(
+    *, server: str, target: str, bind: str, workers: int, python: str = sys.executable
+) -> list[str]:
+    """The command line serving `target` (a project package with `wsgi`/`asgi` modules) on
+    `bind` ("host:port") with `workers` processes, by `server`: see WEB_SERVERS."""
+    host, _, port = bind.rpartition(":")
+    if server == "gunicorn":
+        return [
+            python,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(GUNICORN_CONFIG),
+            "--bind",
+            bind,
+            "--workers",
+            str(workers),
+            f"{target}.wsgi:application",
+        ]
+    interface = {"granian": "rsgi", "granian-wsgi": "wsgi"}.get(server)
+    if interface is None:
+        raise SystemExit(f"unknown web server {server!r}: one of {', '.join(WEB_SERVERS)}")
+    return [
+        python,
+        "-m",
+        "granian",
+        "--interface",
+        interface,
+        # Its own lines as JSON, like every other process (no access log: see deploy/).
+        "--log-config",
+        str(GRANIAN_LOGGING),
+        "--host",
+        host,
+        "--port",
+        port,
+        "--workers",
+        str(workers),
+        "--blocking-threads",
+        "1",
+        "--no-ws",
+        # Supervision: a worker that dies is started again; `kill -HUP` replaces the workers
+        # one by one (each new one started before its old one is stopped), loading new code.
+        "--respawn-failed-workers",
+        "--workers-kill-timeout",
+        "20",
+        f"{target}.{interface}:application",
+    ]
 
 
 def cluster_stop(cluster: subprocess.Popen, *, grace: float, patience: float = 2.0) -> None:
@@ -81,7 +136,12 @@ def main() -> int:
     metrics_dir = tempfile.mkdtemp(prefix="comcenter-metrics-")
     env = child_environment(metrics_dir=metrics_dir, port=port)
     web = subprocess.Popen(
-        [python, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), "comcenter.wsgi:application"],
+        web_command(
+            server=os.environ.get("WEB_SERVER", DEFAULT_WEB_SERVER),
+            target="comcenter",
+            bind=os.environ.get("WEB_BIND") or f"127.0.0.1:{port}",
+            workers=int(env["WEB_CONCURRENCY"]),
+        ),
         cwd=BASE_DIR,
         env=env,
     )

@@ -116,12 +116,16 @@ INSTALLED_APPS = [
     "identity",
     "events",
     "delivery",
+    "guard",
+    "support",
 ]
 
 MIDDLEWARE = [
     # First and last: django-prometheus times the whole chain and labels requests by view.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "comcenter.middleware.RequestIdMiddleware",
+    # Inside the request id, outside everything else: it sees every final status code.
+    "guard.middleware.MeasurementMiddleware",
     "comcenter.middleware.SecurityHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -140,7 +144,7 @@ WSGI_APPLICATION = "comcenter.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "comcenter" / "html"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -205,7 +209,7 @@ CACHE_IS_SHARED = bool(REDIS_URL)
 Q_WORKERS = _int("Q_WORKERS", 2, minimum=1)
 # django-q2 only runs code and wakes workers; our tables hold every state. `retry` must exceed
 # `timeout` plus queue wait or a task runs twice; `queue_limit` stays near the worker count
-# and `bulk` at 1 so leases start close to execution (see PITFALLS).
+# and `bulk` at 1 so leases start close to execution (django-q2 #298, #303).
 Q_CLUSTER = {
     "name": "comcenter",
     "workers": Q_WORKERS,
@@ -323,7 +327,7 @@ CANARY_P95_WINDOW = _int("CANARY_P95_WINDOW", 200, minimum=30)
 if CANARY_P95_WINDOW > 10_000:
     raise ImproperlyConfigured("CANARY_P95_WINDOW must be <= 10000")
 CANARY_P95_MIN_SAMPLES = 30
-# SPEC §8: the canary says "degraded" above this recent P95 ack latency.
+# The canary says "degraded" above this recent P95 ack latency.
 ACK_P95_SLO_MS = _float("ACK_P95_SLO_MS", 120.0, minimum=1.0)
 
 # --- delivery ---------------------------------------------------------------------------
@@ -362,11 +366,22 @@ if SMS_GATEWAY_URL and not (SMS_ACCOUNT_SID and SMS_AUTH_TOKEN and SMS_FROM):
         "SMS_GATEWAY_URL is set, so SMS_ACCOUNT_SID, SMS_AUTH_TOKEN and SMS_FROM must be set too"
     )
 
+# Support routing (support/, SPEC §10): the Richpanel-shaped helpdesk API and the classifier.
+HELPDESK_URL = _url("HELPDESK_URL")
+HELPDESK_API_KEY = env.str("HELPDESK_API_KEY", default="")
+HELPDESK_TIMEOUT = _float("HELPDESK_TIMEOUT", 10.0)
+if HELPDESK_URL and not HELPDESK_API_KEY:
+    raise ImproperlyConfigured("HELPDESK_URL is set, so HELPDESK_API_KEY must be set too")
+SUPPORT_CLASSIFIER = env.str("SUPPORT_CLASSIFIER", default="support.classifier.RuleClassifier")
+
 # The provider class of each channel, by dotted path (delivery/providers/registry.py).
 DELIVERY_PROVIDERS = {
     "email": "delivery.providers.email.EmailProvider",
     "sms": "delivery.providers.sms.TwilioSmsProvider",
+    "helpdesk": "support.helpdesk.RichpanelProvider",
 }
+# Event types whose messages another app shapes (delivery/hooks.py), by dotted path.
+DELIVERY_EVENT_HOOKS = {"ticket.created": "support.hooks.TicketHooks"}
 
 SEND_RATE_PER_MINUTE = _int("SEND_RATE_PER_MINUTE", 10, minimum=1)
 # Per-provider limits on top of the global one, by provider name, e.g. "email=600,twilio=60";
@@ -401,20 +416,44 @@ DISPATCH_LEASE_SECONDS = _int("DISPATCH_LEASE_SECONDS", 60, minimum=5)
 DISPATCH_BATCH_SIZE = _int("DISPATCH_BATCH_SIZE", 100, minimum=1)
 
 # --- flags: initial values from the environment (safer wins; see flags/registry.py) -----
-FLAG_ENV = {
-    name: _bool(name, default)
-    for name, default in {
-        "DISABLE_SEND": True,
-        "DISPATCH_PAUSED": False,
-        "PROMO_SENDS": False,
-        "RETRIES_ENABLED": True,
-        "RATE_LIMIT_ENABLED": True,
-        "AUTOMATION_ENABLED": False,
-        "SAFE_MODE": True,
-    }.items()
-    if name in os.environ
-}
+# Only the flags set in the environment; their defaults live in flags/registry.py alone.
+_FLAG_NAMES = (
+    "DISABLE_SEND",
+    "DISPATCH_PAUSED",
+    "INTAKE_PAUSED",
+    "PROMO_SENDS",
+    "RETRIES_ENABLED",
+    "RATE_LIMIT_ENABLED",
+    "AUTOMATION_ENABLED",
+    "SAFE_MODE",
+)
+FLAG_ENV = {name: _bool(name, False) for name in _FLAG_NAMES if name in os.environ}
 FLAG_CACHE_SECONDS = _float("FLAG_CACHE_SECONDS", 2.0)
+
+# --- the automatic guard and the shared measurements (guard/) ---------------------------
+GUARD_ENABLED = _bool("GUARD_ENABLED", True)
+GUARD_INTERVAL_SECONDS = _float("GUARD_INTERVAL_SECONDS", 15.0, minimum=0.1)
+if GUARD_INTERVAL_SECONDS > 15:
+    raise ImproperlyConfigured("GUARD_INTERVAL_SECONDS must be <= 15 (seconds)")
+GUARD_WINDOW_SECONDS = _int("GUARD_WINDOW_SECONDS", 300, minimum=1)
+GUARD_QUEUE_WINDOW_SECONDS = _int("GUARD_QUEUE_WINDOW_SECONDS", 600, minimum=1)
+# The queue baseline is the median of the samples of this long before the queue window.
+GUARD_QUEUE_BASELINE_SECONDS = _int("GUARD_QUEUE_BASELINE_SECONDS", 3600, minimum=1)
+GUARD_MIN_REQUESTS = _int("GUARD_MIN_REQUESTS", 100, minimum=1)
+GUARD_QUEUE_FLOOR = _int("GUARD_QUEUE_FLOOR", 1000, minimum=1)
+GUARD_5XX_RATIO = _float("GUARD_5XX_RATIO", 0.01)
+GUARD_JWT_FAILURE_RATIO = _float("GUARD_JWT_FAILURE_RATIO", 0.02)
+GUARD_ACK_P95_MS = _float("GUARD_ACK_P95_MS", 300.0, minimum=1.0)
+# Measurements are counted per bucket of this many seconds; each process flushes what it
+# counted at most once per GUARD_FLUSH_SECONDS (one round trip), and a reader flushes first.
+GUARD_BUCKET_SECONDS = _int("GUARD_BUCKET_SECONDS", 10, minimum=1)
+GUARD_FLUSH_SECONDS = _float("GUARD_FLUSH_SECONDS", 1.0)
+# Fine buckets are kept this long (the longest trigger window plus its baseline); hourly
+# ones, which the SLO report reads, SLO_RETENTION_DAYS.
+GUARD_FINE_RETENTION_SECONDS = (
+    max(GUARD_WINDOW_SECONDS, GUARD_QUEUE_WINDOW_SECONDS + GUARD_QUEUE_BASELINE_SECONDS) + 600
+)
+SLO_RETENTION_DAYS = _int("SLO_RETENTION_DAYS", 90, minimum=1)
 
 # --- i18n, static -----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -441,7 +480,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_SSL_REDIRECT = _bool("SECURE_SSL_REDIRECT", False)
 X_FRAME_OPTIONS = "DENY"
 SILENCED_SYSTEM_CHECKS = [
-    # SECURE_SSL_REDIRECT: TLS is terminated by the proxy in front (SPEC §7), which redirects
+    # SECURE_SSL_REDIRECT: TLS is terminated by the proxy in front, which redirects
     # plain HTTP; redirecting here too would loop behind proxies that speak HTTP upstream.
     "security.W008",
     # SECURE_HSTS_PRELOAD: preloading commits the whole registrable domain and every
@@ -481,6 +520,10 @@ LOGGING = {
     },
 }
 
+# Checks of an event type's `data` run at the intake before anything is stored, by dotted
+# path (a function raising DRF's ValidationError), so that `events` imports no other app.
+EVENT_DATA_VALIDATORS = {"ticket.created": "support.intake.ticket_data_validate"}
+
 # Where the events API reads an event's messages from, by dotted path, so that `events`
 # never imports `delivery`.
 EVENT_MESSAGES_SELECTOR = "delivery.selectors.messages_for_event"
@@ -497,7 +540,14 @@ PERIODIC_TASKS = [
     ("retention-purge", "delivery.retention.retention_purge", 60),
     ("message-tally-fold", "delivery.tally.tally_fold", 1),
     ("audit-retention-purge", "audit.retention.audit_purge", 60),
+    # The automatic guard, once a minute here; TICKER_HOOKS runs it every
+    # GUARD_INTERVAL_SECONDS.
+    ("guard", "guard.tasks.guard_tick", 1),
 ]
+# Called by the delivery ticker after each of its passes (every ~0.25 s), by dotted path so
+# that `delivery` knows nothing of them; each decides itself whether it is due and must not
+# raise. The guard runs from here every GUARD_INTERVAL_SECONDS (guard/tasks.py).
+TICKER_HOOKS = ["guard.tasks.guard_due"]
 
 # Demo credentials for `load_demo` (written to .env by `make run`; never set in production).
 DEMO_CLIENT_ID = env.str("DEMO_CLIENT_ID", default="demo")

@@ -1,5 +1,8 @@
-"""Dry run. While DISABLE_SEND is on and dispatch is not paused, nothing leaves the machine, so a
-batch needs no lease: in one transaction it selects the heads as step 1 does (locking the
+"""One batch: the gates, the render and the send of each message, and the recording of each
+outcome as a typed `Outcome`.
+
+Dry run. While DISABLE_SEND is on and dispatch is not paused, nothing leaves the machine, so
+a batch needs no lease: in one transaction it selects the heads as a claim does (locking the
 messages as well as their lanes, since it sets no busy_until), applies the same gates and
 rendering as a claimed batch, and moves each message from its waiting state straight to its
 outcome (`dry_run`, or what a gate decided), with one lineage row (carrying the gap note when
@@ -7,9 +10,10 @@ out of order) and done_sequence advanced. The locks, held until that commit, kee
 worker off those lanes. Sends turned on mid-batch leave the remaining messages in line for the
 next batch, which is claimed.
 
-Every write of a result leaves `dispatching` through `message_transition(fenced=True)`: it
-applies only under the lease_token this worker claimed, and frees the lane in the same
-statement. A send starts only while the remaining lease exceeds three provider deadlines, so a
+Every write of a result leaves `dispatching` along an edge of the transition table that is
+fenced on the lease token and frees the lane (delivery/transitions.py): it applies only under
+the lease_token this worker claimed, and frees the lane in the same statement. A send
+starts only while the remaining lease exceeds three provider deadlines, so a
 live worker is never overtaken by a second claimer of its lane. A worker that dies leaves
 `dispatching` rows whose lease runs out; `messages_recover_expired_leases` puts them back in
 line (`retrying`, due now) and their lanes free themselves when busy_until passes. Each send's
@@ -31,12 +35,13 @@ from django.conf import settings
 from django.db.models.functions import Now
 
 from comcenter.lib.context import request_id_bound
-from delivery.clock import DbClock
+from comcenter.lib.db import DbClock
 from delivery.gates import message_gate
-from delivery.models import WAITING_STATES, Attempt, AttemptOutcome, Message, MessageState
+from delivery.hooks import hooks_for
+from delivery.models import Attempt, AttemptOutcome, Message, MessageState
 from delivery.providers.base import OutboundMessage, Provider, ProviderError, ProviderSession
 from delivery.ratelimit import ratelimit_refund
-from delivery.retries import retry_delay
+from delivery.retries import retry_decision
 from delivery.suppressions import suppressed_addresses
 from delivery.transitions import Change, message_transition
 from flags.services import flag_is_on
@@ -63,15 +68,31 @@ class BatchResult:
     states: Counter[str] = field(default_factory=Counter)
 
 
+@dataclass
+class Outcome:
+    """What a batch decided for one message: its next state and the columns that change with
+    it. None leaves a column as it is."""
+
+    state: str
+    reason: str
+    # The provider attempt (a send or a failed send), with the attempt count it makes.
+    attempt: Attempt | None = None
+    attempts: int | None = None
+    rendered: Rendered | None = None
+    template_version_id: int | None = None
+    last_error: str | None = None
+    provider_message_id: str | None = None
+    # A retry's backoff: next_attempt_at = now + this, and the lineage row says it.
+    retry_in: float | None = None
+    # The message left (or, in dry run, would have left) now.
+    dispatched: bool = False
+
+
 class Batch:
     """Sends one claimed batch. Outcomes that left nothing outside (gates, dry-run, render
     errors, releases) are written together at the end; each real send's result is committed
-    before the next send starts."""
-
-    # Where the messages are when their outcomes are written, and whether those writes are
-    # fenced on the claim's token (which also frees the lane).
-    from_states: tuple[str, ...] = (MessageState.DISPATCHING,)
-    fenced = True
+    before the next send starts. Every write leaves `dispatching` along an edge of the
+    transition table, fenced on the claim's token (which also frees the lane)."""
 
     def __init__(
         self, provider: Provider, messages: list[Message], tokens: int, claimed_at: float
@@ -113,10 +134,10 @@ class Batch:
         rendered, version_id = ready
         if flag_is_on("RATE_LIMIT_ENABLED") and self.tokens <= 0:
             # Claimed while sends were off (no tokens reserved) and sends are on now.
-            self._defer(message, MessageState.PENDING, "waiting for the rate limit")
+            self._defer(message, Outcome(MessageState.PENDING, "waiting for the rate limit"))
             return
         if self.lease_end - time.monotonic() < LEASE_MARGIN_CALLS * self.timeout:
-            self._defer(message, MessageState.PENDING, "lease budget spent; back in line")
+            self._defer(message, Outcome(MessageState.PENDING, "lease budget spent; back in line"))
             return
         self.tokens = max(0, self.tokens - 1)
         self._send(message, rendered, version_id)
@@ -127,7 +148,7 @@ class Batch:
         rendered content and its template version)."""
         gate = message_gate(message=message, now=self.clock.now(), suppressed=self.suppressed)
         if gate is not None:
-            self._defer(message, *gate)
+            self._defer(message, Outcome(*gate))
             return None
         template = message.template
         # message_gate() returned None, so both exist.
@@ -138,22 +159,22 @@ class Batch:
         try:
             rendered = render_version(version, _context(message))
         except RenderError as exc:
-            self._defer(
-                message,
+            outcome = Outcome(
                 MessageState.DEAD,
                 "render failed",
                 last_error=f"render failed: {exc}"[:MAX_ERROR_LENGTH],
                 template_version_id=version.pk,
             )
+            self._defer(message, outcome)
             return None
         if flag_is_on("DISABLE_SEND"):
-            self._defer(
-                message,
+            outcome = Outcome(
                 MessageState.DRY_RUN,
                 "DISABLE_SEND is on: rendered, not sent",
                 rendered=rendered,
                 template_version_id=version.pk,
             )
+            self._defer(message, outcome)
             return None
         return rendered, version.pk
 
@@ -176,6 +197,9 @@ class Batch:
                 self.session = self.provider.open(timeout=self.timeout)
             sent = self.session.send(outbound)
         except ProviderError as exc:
+            if not exc.permanent:
+                # The session may be broken (a 421 closes the channel); a fresh one is cheap.
+                self._drop_session()
             self._failed(message, exc, number, started, rendered, version_id)
             return
         except Exception as exc:  # a provider bug must not leave the batch dispatching
@@ -187,18 +211,18 @@ class Batch:
             self._failed(message, error, number, started, rendered, version_id)
             return
         attempt = self._attempt(message, number, started, AttemptOutcome.SENT, sent.response_code)
-        self._write_now(
-            message,
+        outcome = Outcome(
             MessageState.SENT,
             "provider accepted",
             attempt=attempt,
             attempts=number,
             provider_message_id=sent.provider_message_id[:255],
-            dispatched_at=Now(),
+            dispatched=True,
             rendered=rendered,
             template_version_id=version_id,
             last_error="",
         )
+        self._write_now(message, outcome)
 
     def _failed(
         self,
@@ -209,29 +233,9 @@ class Batch:
         rendered: Rendered,
         version_id: int,
     ) -> None:
-        if not error.permanent:
-            # The session may be broken (a 421 closes the channel); a fresh one is cheap.
-            self._drop_session()
         text = (error.message or type(error).__name__)[:MAX_ERROR_LENGTH]
         outcome = AttemptOutcome.PERMANENT if error.permanent else AttemptOutcome.TRANSIENT
-        attempt = self._attempt(message, number, started, outcome, error.response_code, text)
-        values: dict[str, Any] = {
-            "attempts": number,
-            "last_error": text,
-            "rendered": rendered,
-            "template_version_id": version_id,
-        }
-        if error.permanent:
-            state, reason = MessageState.DEAD, "permanent provider error"
-        elif not flag_is_on("RETRIES_ENABLED"):
-            state, reason = MessageState.DEAD, "RETRIES_ENABLED is off"
-        elif number >= settings.RETRY_MAX_ATTEMPTS:
-            state, reason = MessageState.DEAD, f"gave up after {number} attempts"
-        else:
-            delay = retry_delay(attempt=number, retry_after=error.retry_after)
-            state, reason = MessageState.RETRYING, "transient provider error"
-            values["next_attempt_at"] = Now() + timedelta(seconds=delay)
-            values["data"] = {"retry_in_seconds": round(delay, 3)}
+        state, reason, delay = retry_decision(error=error, number=number)
         log.warning(
             "delivery failed",
             extra={
@@ -241,7 +245,17 @@ class Batch:
                 "attempt": number,
             },
         )
-        self._write_now(message, state, reason, attempt=attempt, **values)
+        result = Outcome(
+            state,
+            reason,
+            attempt=self._attempt(message, number, started, outcome, error.response_code, text),
+            attempts=number,
+            last_error=text,
+            rendered=rendered,
+            template_version_id=version_id,
+            retry_in=delay,
+        )
+        self._write_now(message, result)
 
     def _attempt(
         self,
@@ -271,53 +285,54 @@ class Batch:
 
     # -- recording
 
-    def _change(self, message: Message, values: dict[str, Any]) -> Change:
-        data = values.pop("data", {})
-        rendered: Rendered | None = values.pop("rendered", None)
-        attempt = values.pop("attempt", None)
-        if rendered is not None:
-            values["rendered_hash"] = rendered.content_hash
-        values.setdefault("provider", self.provider.name)
+    def _change(self, message: Message, outcome: Outcome) -> Change:
+        values: dict[str, Any] = {"provider": self.provider.name}
+        data: dict[str, Any] = {}
+        if outcome.attempts is not None:
+            values["attempts"] = outcome.attempts
+        if outcome.rendered is not None:
+            values["rendered_hash"] = outcome.rendered.content_hash
+        if outcome.template_version_id is not None:
+            values["template_version_id"] = outcome.template_version_id
+        if outcome.provider_message_id is not None:
+            values["provider_message_id"] = outcome.provider_message_id
+        last_error = outcome.last_error
+        if last_error is None and outcome.state in (MessageState.DEAD, MessageState.BLOCKED):
+            last_error = outcome.reason[:MAX_ERROR_LENGTH]
+        if last_error is not None:
+            values["last_error"] = last_error
+        if outcome.dispatched or outcome.state == MessageState.DRY_RUN:
+            values["dispatched_at"] = Now()
+        if outcome.retry_in is not None:
+            values["next_attempt_at"] = Now() + timedelta(seconds=outcome.retry_in)
+            data["retry_in_seconds"] = round(outcome.retry_in, 3)
+        elif outcome.state == MessageState.PENDING:
+            # Back in line without an attempt: due again at once (or when the limit allows).
+            values["next_attempt_at"] = Now()
         latency = (self.clock.now() - message.received_at).total_seconds()
-        return Change(message=message, values=values, data=data, attempt=attempt, latency=latency)
+        return Change(
+            message=message, values=values, data=data, attempt=outcome.attempt, latency=latency
+        )
 
-    def _write_now(self, message: Message, state: str, reason: str, **values: Any) -> None:
-        if "lease_until" not in values:
-            values["lease_until"] = None
+    def _write_now(self, message: Message, outcome: Outcome) -> None:
         moved = message_transition(
-            changes=[self._change(message, values)],
-            state=state,
-            from_states=[MessageState.DISPATCHING],
-            reason=reason,
-            fenced=True,
+            changes=[self._change(message, outcome)],
+            state=outcome.state,
+            reason=outcome.reason,
             durable=False,
         )
         if moved:
-            self.result.states[state] += 1
+            self.result.states[outcome.state] += 1
         else:
             log.warning("result not recorded: the claim was superseded", extra=_log_extra(message))
 
-    def _defer(self, message: Message, state: str, reason: str, **values: Any) -> None:
-        values["lease_until"] = None
-        if state == MessageState.DRY_RUN:
-            values["dispatched_at"] = Now()
-        if state == MessageState.PENDING:
-            # Back in line without an attempt: due again at once (or when the limit allows).
-            values["next_attempt_at"] = Now()
-        if "last_error" not in values and state in (MessageState.DEAD, MessageState.BLOCKED):
-            values["last_error"] = reason[:MAX_ERROR_LENGTH]
-        self.deferred.setdefault((state, reason), []).append(self._change(message, values))
+    def _defer(self, message: Message, outcome: Outcome) -> None:
+        key = (outcome.state, outcome.reason)
+        self.deferred.setdefault(key, []).append(self._change(message, outcome))
 
     def _flush(self) -> None:
         for (state, reason), changes in self.deferred.items():
-            moved = message_transition(
-                changes=changes,
-                state=state,
-                from_states=self.from_states,
-                reason=reason,
-                fenced=self.fenced,
-                durable=False,
-            )
+            moved = message_transition(changes=changes, state=state, reason=reason, durable=False)
             self.result.states[state] += len(moved)
         self.deferred = {}
 
@@ -328,9 +343,6 @@ class DryRunBatch(Batch):
     lanes; each message goes from its waiting state straight to its outcome, decided by the
     same code as a claimed batch's, and its one lineage row carries the gap note a claim
     row would have carried."""
-
-    from_states = WAITING_STATES
-    fenced = False
 
     def __init__(
         self, provider: Provider, messages: list[Message], notes: dict[int, dict[str, Any]]
@@ -348,8 +360,8 @@ class DryRunBatch(Batch):
         self._flush()
         return self.result
 
-    def _change(self, message: Message, values: dict[str, Any]) -> Change:
-        change = super()._change(message, values)
+    def _change(self, message: Message, outcome: Outcome) -> Change:
+        change = super()._change(message, outcome)
         change.data = {**self.notes.get(message.pk, {}), **change.data}
         return change
 
@@ -359,6 +371,7 @@ def _context(message: Message) -> dict[str, Any]:
     data = event.data if isinstance(event.data, dict) else {}
     return {
         **data,
+        **hooks_for(event.event_type).context(message=message),
         "recipient": {"id": message.recipient_id, "locale": message.locale},
         "event_type": event.event_type,
     }

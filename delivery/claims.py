@@ -186,9 +186,7 @@ def claim(*, channel: str, limit: int, paused: bool) -> list[Message]:
                 for m in messages
             ],
             state=MessageState.DISPATCHING,
-            from_states=states,
             reason="claimed",
-            common={"lease_token": F("lease_token") + 1, "lease_until": Now() + lease},
             durable=False,
         )
         unclaimed = lanes - {m.lane_id for m in claimed}
@@ -255,7 +253,6 @@ def messages_recover_expired_leases(*, limit: int = 500) -> int:
                 message=message,
                 values={
                     "attempts": number,
-                    "lease_until": None,
                     "next_attempt_at": Now(),
                     "last_error": "worker lost its lease; outcome unknown",
                 },
@@ -268,9 +265,7 @@ def messages_recover_expired_leases(*, limit: int = 500) -> int:
             message_transition(
                 changes=group,
                 state=state,
-                from_states=[MessageState.DISPATCHING],
                 reason="lease expired",
-                fenced=True,
             )
         )
     if moved:

@@ -13,7 +13,7 @@ from django.db.models.functions import Now
 
 from audit.models import AuditRecord
 from audit.services import audit_build
-from comcenter.lib.bulk import rows_insert
+from comcenter.lib.db import rows_insert
 from delivery.models import Message, MessageState
 from delivery.transitions import Change, message_transition
 
@@ -30,7 +30,6 @@ def message_requeue_dead(*, message_ids: Iterable[int], actor: str) -> int:
         message_transition(
             changes=[Change(message=m) for m in dead],
             state=MessageState.PENDING,
-            from_states=[MessageState.DEAD],
             reason="requeued from the dead-letter queue",
             common={"attempts": 0, "next_attempt_at": Now(), "last_error": ""},
             actor=actor,

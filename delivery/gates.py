@@ -7,6 +7,7 @@ from datetime import datetime
 
 from django.db.models.functions import Now
 
+from delivery.hooks import hooks_for
 from delivery.models import WAITING_STATES, Message, MessageState
 from delivery.suppressions import address_key
 from delivery.transitions import Change, message_transition
@@ -31,6 +32,9 @@ def message_gate(
     if template is None:
         return MessageState.DEAD, f"no template {message.template_key!r}"
     message.template = template
+    stop = hooks_for(message.event.event_type).gate(message=message, template=template)
+    if stop is not None:
+        return stop
     stop = _template_gate(template, message.channel)
     if stop is not None:
         return stop
@@ -67,7 +71,6 @@ def messages_expire_due(*, limit: int = 500) -> int:
         message_transition(
             changes=[Change(message=m) for m in due],
             state=MessageState.EXPIRED,
-            from_states=WAITING_STATES,
             reason="expires_at passed before dispatch",
             common={"next_attempt_at": Now()},
         )

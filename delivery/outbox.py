@@ -11,8 +11,8 @@ from django.db import transaction
 
 from audit.models import AuditRecord
 from audit.services import audit_build
-from comcenter.lib.bulk import rows_insert
-from delivery.clock import db_now
+from comcenter.lib.db import db_now, rows_insert
+from delivery.hooks import hooks_for
 from delivery.models import Lane, Message, MessageState, Route, WorkerLease
 from events.handoff import outbox_wake_consumed
 from events.models import Event, EventStatus, OutboxState
@@ -91,8 +91,12 @@ def _expand(events: list[Event]) -> None:
         created = 0
         if not routes.get(event.event_type):
             notes.append(_event_note(event, "delivery.no_route", {"event_type": event.event_type}))
-        for route in routes.get(event.event_type, []):
-            address = str(recipient.get(ADDRESS_FIELDS.get(route.channel, "")) or "")
+        planned = hooks_for(event.event_type).plan(
+            event=event, routes=routes.get(event.event_type, [])
+        )
+        if planned is not None:
+            notes.extend(planned[1])
+        for route, address in planned[0] if planned is not None else _targets(event, routes):
             if not address:
                 notes.append(
                     _event_note(
@@ -158,6 +162,15 @@ def _expand(events: list[Event]) -> None:
     rows_insert(AuditRecord, notes)
     for lane, sequence in settle:
         Lane.objects.filter(pk=lane.pk, done_sequence__lt=sequence).update(done_sequence=sequence)
+
+
+def _targets(event: Event, routes: dict[str, list[Route]]) -> list[tuple[Route, str]]:
+    """Each route of the event's type with the recipient's address for its channel."""
+    recipient = event.recipient if isinstance(event.recipient, dict) else {}
+    return [
+        (route, str(recipient.get(ADDRESS_FIELDS.get(route.channel, "")) or ""))
+        for route in routes.get(event.event_type, [])
+    ]
 
 
 def _event_note(event: Event, kind: str, data: dict[str, Any]) -> AuditRecord:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
-from delivery.clock import db_now
+from comcenter.lib.db import db_now
 from delivery.models import RateBucket
 
 GLOBAL_BUCKET = "global"

@@ -15,8 +15,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
 from audit.services import audit_append
+from comcenter.lib.db import db_now
 from comcenter.lib.metrics import RETENTION_PURGED
-from delivery.clock import db_now
 from delivery.models import ACTIVE_STATES, Attempt, Lane, Message, MessageState, WorkerLease
 from delivery.outbox import EXPAND_LOCK
 from events.models import Event, EventStatus, OutboxState

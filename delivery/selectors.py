@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from delivery.clock import db_now
+from comcenter.lib.db import db_now
 from delivery.models import ACTIVE_STATES, FINAL_STATES, WAITING_STATES, Message, MessageState
 from delivery.tally import message_tally
 from events.models import Event

@@ -10,8 +10,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q, Sum
 
-from comcenter.lib.bulk import quote
-from delivery.clock import db_now
+from comcenter.lib.db import db_now, quote
 from delivery.models import MessageTally
 
 

@@ -14,6 +14,9 @@ import socket
 import time
 import uuid
 
+from django.conf import settings
+from django.utils.module_loading import import_string
+
 from audit.services import audit_seal
 from delivery.dispatcher import dispatch_due
 from delivery.dlq import messages_purge_dead
@@ -43,8 +46,9 @@ EXPAND_BATCHES_PER_PASS = 2
 # message's delivery time.
 PUMP_GATHER_SECONDS = 0.2
 # Lineage rows a ticker pass seals into the audit chain (see audit_seal): passes every
-# TICK_IDLE_SLEEP keep up with ~2,000 new rows/s (~400 events/s), in steps of ~30 ms of work
-# instead of one burst a minute (beyond that, the periodic audit-seal task takes the rest).
+# TICK_IDLE_SLEEP keep up with the lineage of the maximum intake rate in short steps instead
+# of one burst a minute (figures: bench/NOTES.md; beyond that, the periodic audit-seal task
+# takes the rest).
 SEAL_PER_PASS = 500
 
 
@@ -59,7 +63,10 @@ def pump(reason: str = "") -> dict[str, int]:
     committed before the clear; any event committed after it enqueues a fresh wake-up.
     Each pass expands at most EXPAND_BATCHES_PER_PASS batches, so expansion and dispatch take
     turns however fast events keep arriving; a pass cut short counts as one that found work.
-    Between passes that found a trickle it waits PUMP_GATHER_SECONDS (see there)."""
+    Between passes that found a trickle it waits PUMP_GATHER_SECONDS (see there).
+
+    `reason` says who queued the run (django-q2 shows it with the task); the run does the
+    same whatever it is."""
     end = time.monotonic() + PUMP_BUDGET_SECONDS
     events = messages = 0
     cleared = False
@@ -96,12 +103,15 @@ def tick(seconds: float = TICK_SECONDS) -> int:
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     end = time.monotonic() + seconds
     passes = 0
+    hooks = [import_string(path) for path in settings.TICKER_HOOKS]
     try:
         while (remaining := end - time.monotonic()) > 0:
             worked = False
             if worker_lease_take(name=TICKER_LEASE, holder=holder, seconds=TICK_PASS_BUDGET + 10):
                 passes += 1
                 worked = tick_pass(budget_seconds=min(remaining, TICK_PASS_BUDGET))
+                for hook in hooks:
+                    hook()
             if not worked:
                 time.sleep(max(0.0, min(TICK_IDLE_SLEEP, end - time.monotonic())))
     finally:

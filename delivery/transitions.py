@@ -1,27 +1,115 @@
-"""Writes of the delivery app.
+"""The message state machine: one table of every allowed edge with its side effects, and
+`message_transition`, the only code that changes a message's state.
 
-`message_transition` is the only code that changes a message's state: it writes the new state
-and the lineage row (and the provider attempt, when there is one) in one transaction, so the
-lineage can never disagree with the table. Everything else here — turning outbox events into
-messages, dead-letter review, lease recovery, expiry — calls it or creates rows with their
-lineage in the same transaction."""
+`message_transition` writes the new state and the lineage row (and the provider attempt,
+when there is one) in one transaction, so the lineage can never disagree with the table. It
+moves a message only along an edge of `TRANSITIONS`, from the state the caller loaded it in,
+and applies that edge's effects; no caller names the states it accepts. A new state is one
+`Edge` per way in or out (and a line in docs/architecture.md, which
+tests/delivery/test_transitions.py compares with this table).
+
+Two writers apply the same edges: `_write_orm` (SQLite, the embedded default: row by row,
+its IMMEDIATE transaction already excludes other writers) and `transition_pg` in
+delivery/transition_sql.py (PostgreSQL: one statement per group of rows). Both read the
+effects from the edge, never from conditions of their own; tests/delivery/test_parity.py
+runs both on the same fixtures and compares the rows."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.db.models.functions import Now
 
 from audit.models import AuditRecord
 from audit.services import audit_append_many, audit_build
-from comcenter.lib.bulk import is_postgres
+from comcenter.lib.db import is_postgres
 from comcenter.lib.metrics import DELIVERIES, E2E_LATENCY
-from delivery.bulk import transition_pg
-from delivery.models import FINAL_STATES, Attempt, Lane, Message, MessageState
+from delivery.models import FINAL_STATES, WAITING_STATES, Attempt, Lane, Message, MessageState
+from delivery.transition_sql import transition_pg
+
+
+class Effect(StrEnum):
+    """What a move does besides setting the state and writing its lineage row."""
+
+    # lease_token + 1 and lease_until = now + DISPATCH_LEASE_SECONDS: the claim's fencing
+    # token (the claim marks the lane busy itself, before it moves the messages).
+    TAKES_LEASE = "takes the lease"
+    # Moves only while the message still carries the caller's lease_token: a worker whose
+    # lease expired and was superseded writes nothing but its attempt (marked stale).
+    FENCED = "fenced on the lease token"
+    # lease_until cleared, and lane.busy_until too unless another message of the lane is
+    # dispatching (a lost worker's lane claimed again after its lease ran out).
+    FREES_LANE = "frees the lane"
+    # lane.done_sequence raised to the message's sequence: its successor is in order now.
+    RAISES_DONE = "raises done_sequence"
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    # Who takes this edge (for the diagram and the reader; the writers do not read it).
+    by: str
+    effects: frozenset[Effect] = frozenset()
+
+
+S = MessageState
+WAITING = WAITING_STATES  # pending, held, retrying
+LEASE = frozenset({Effect.TAKES_LEASE})
+LEAVE = frozenset({Effect.FENCED, Effect.FREES_LANE})
+FINISH = LEAVE | {Effect.RAISES_DONE}
+DONE = frozenset({Effect.RAISES_DONE})
+NONE: frozenset[Effect] = frozenset()
+
+# Every allowed move. A source of WAITING is one edge from each waiting state. "Dry-run
+# batch": DISABLE_SEND on and not paused, no claim: the same gates and render take a waiting
+# message straight to its outcome.
+_TABLE: tuple[tuple[str | tuple[str, ...], str, frozenset[Effect], str], ...] = (
+    # from          to               effects  taken by
+    (WAITING,       S.DISPATCHING,   LEASE,   "claim"),
+    (S.DISPATCHING, S.SENT,          FINISH,  "provider accepted"),
+    (S.DISPATCHING, S.RETRYING,      LEAVE,   "transient error; lease expired (ticker)"),
+    (S.DISPATCHING, S.DEAD,          FINISH,  "permanent/render error; attempts spent"),
+    (S.DISPATCHING, S.BLOCKED,       FINISH,  "gate: template, promo or tier"),
+    (S.DISPATCHING, S.SUPPRESSED,    FINISH,  "gate: suppressed address"),
+    (S.DISPATCHING, S.EXPIRED,       FINISH,  "gate: expires_at passed"),
+    (S.DISPATCHING, S.DRY_RUN,       FINISH,  "DISABLE_SEND turned on after the claim"),
+    (S.DISPATCHING, S.HELD,          LEAVE,   "gate: DISPATCH_PAUSED"),
+    (S.DISPATCHING, S.PENDING,       LEAVE,   "back in line: rate limit, lease budget spent"),
+    (WAITING,       S.EXPIRED,       DONE,    "ticker, dry-run batch: expires_at passed"),
+    (WAITING,       S.DRY_RUN,       DONE,    "dry-run batch"),
+    (WAITING,       S.BLOCKED,       DONE,    "dry-run batch: gate"),
+    (WAITING,       S.SUPPRESSED,    DONE,    "dry-run batch: gate"),
+    (WAITING,       S.DEAD,          DONE,    "dry-run batch: render or template error"),
+    (WAITING,       S.HELD,          NONE,    "dry-run batch: gate DISPATCH_PAUSED"),
+    (S.DEAD,        S.PENDING,       NONE,    "requeue from the dead-letter queue (operator)"),
+)  # fmt: skip
+
+TRANSITIONS: dict[tuple[str, str], Edge] = {
+    (source, target): Edge(source, target, by, effects)
+    for sources, target, effects, by in _TABLE
+    for source in ((sources,) if isinstance(sources, str) else sources)
+}
+
+
+def transitions_markdown() -> str:
+    """The table as docs/architecture.md shows it, between its `transitions` markers
+    (tests/delivery/test_transitions.py keeps the two equal)."""
+    lines = ["| from | to | effects | taken by |", "|---|---|---|---|"]
+    for sources, target, effects, by in _TABLE:
+        source = sources if isinstance(sources, str) else ", ".join(sources)
+        shown = ", ".join(effect.value for effect in Effect if effect in effects) or "-"
+        lines.append(f"| {source} | {target} | {shown} | {by} |")
+    return "\n".join(lines) + "\n"
+
 
 # States counted as delivery outcomes in the metrics (claims and releases are not outcomes).
 OUTCOME_STATES = frozenset(FINAL_STATES) | {MessageState.RETRYING, MessageState.HELD}
@@ -44,52 +132,88 @@ class Change:
     latency: float | None = None
 
 
+# What one writer call applies: the effects of its rows' edges, the per-row columns, the
+# column values shared by all rows.
+@dataclass(frozen=True)
+class Write:
+    effects: frozenset[Effect]
+    plain: tuple[str, ...]
+    values: dict[str, Any]
+    durable: bool
+
+    @property
+    def fenced(self) -> bool:
+        return Effect.FENCED in self.effects
+
+    @property
+    def frees_lane(self) -> bool:
+        return Effect.FREES_LANE in self.effects
+
+    @property
+    def raises_done(self) -> bool:
+        return Effect.RAISES_DONE in self.effects
+
+
+# Rows written by one statement: same edge effects, per-row columns, shared expressions.
+_GroupKey = tuple[frozenset[Effect], tuple[str, ...], frozenset[tuple[str, Any]]]
+
+
 def message_transition(
     *,
     changes: Sequence[Change],
     state: str,
-    from_states: Iterable[str],
     reason: str,
-    fenced: bool = False,
     common: dict[str, Any] | None = None,
     actor: str = "",
     durable: bool = True,
 ) -> list[Message]:
-    """Move messages to `state` and write one lineage row per message that moved, plus the
-    changes' provider attempts, in one transaction.
+    """Move messages to `state` along the edges of TRANSITIONS and write one lineage row per
+    message that moved, plus the changes' provider attempts, in one transaction.
 
-    A message moves only if it is still in the state the caller loaded it in, and that state
-    is one of `from_states`. With `fenced`, it must also still carry the caller's
-    `lease_token`: a worker whose lease expired and was superseded writes nothing but its
-    attempt (marked stale). A fenced change leaves `dispatching` and frees its lane. `common`
-    values (plain or ORM expressions) apply to every message.
+    A message moves only if it is still in the state the caller loaded it in and that state
+    has an edge to `state`; the edge's effects apply (see Effect). `common` values (plain or
+    ORM expressions) apply to every message.
 
     `durable=False` lets PostgreSQL acknowledge the commit before its WAL flush (used for the
     dispatcher's writes: a database crash may then forget the last fraction of a second of
     claims and results, whose messages are sent again: at least once, never lost).
     Returns the messages that moved, with their new `lease_token`."""
-    allowed = {str(s) for s in from_states}
     base = {"state": state, "updated_at": Now(), **(common or {})}
-    # One statement per group of rows that set the same columns with the same expressions
-    # (Now(), Now() + delay); plain values vary per row.
-    groups: dict[tuple[tuple[str, ...], frozenset[tuple[str, Any]]], list[Change]] = {}
+    # One statement per group of rows that take edges with the same effects and set the same
+    # columns with the same expressions (Now(), Now() + delay); plain values vary per row.
+    groups: dict[
+        tuple[frozenset[Effect], tuple[str, ...], frozenset[tuple[str, Any]]], list[Change]
+    ] = {}
+    unmoved: list[Change] = []
     for change in changes:
+        edge = TRANSITIONS.get((change.message.state, state))
+        if edge is None:
+            unmoved.append(change)
+            continue
         expressions = frozenset(
             (k, v) for k, v in change.values.items() if hasattr(v, "resolve_expression")
         )
         plain = tuple(sorted(set(change.values) - {k for k, _ in expressions}))
-        groups.setdefault((plain, expressions), []).append(change)
+        groups.setdefault((edge.effects, plain, expressions), []).append(change)
     moved: dict[int, int] = {}
     # On PostgreSQL one group is one statement: atomic by itself, no BEGIN/COMMIT round trips.
-    single = is_postgres() and len(groups) == 1 and not connection.in_atomic_block
+    single = is_postgres() and len(groups) <= 1 and not unmoved and not connection.in_atomic_block
     with contextlib.nullcontext() if single else transaction.atomic():
-        for (plain, expressions), group in groups.items():
-            values = {**base, **dict(expressions)}
+        for (effects, plain, expressions), group in groups.items():
+            write = Write(
+                effects=effects,
+                plain=plain,
+                values={**base, **_effect_values(effects), **dict(expressions)},
+                durable=durable,
+            )
             lineage = {
                 c.message.pk: _lineage(c, c.message.state, state, reason, actor) for c in group
             }
-            write = _write_pg if is_postgres() else _write_orm
-            moved.update(write(group, plain, values, allowed, fenced, lineage, durable))
+            writer = transition_pg if is_postgres() else _write_orm
+            moved.update(writer(group, write, lineage))
+        # A change whose message is no longer where an edge to `state` starts still records
+        # its provider attempt, stale.
+        _attempts_insert([c for c in unmoved if c.attempt is not None], moved)
         transaction.on_commit(
             lambda: _observe([c for c in changes if c.message.pk in moved], state)
         )
@@ -105,81 +229,67 @@ def message_transition(
     return [c.message for c in changes if c.message.pk in moved]
 
 
+def _effect_values(effects: frozenset[Effect]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if Effect.TAKES_LEASE in effects:
+        lease = timedelta(seconds=settings.DISPATCH_LEASE_SECONDS)
+        values.update(lease_token=F("lease_token") + 1, lease_until=Now() + lease)
+    if Effect.FREES_LANE in effects:
+        values["lease_until"] = None
+    return values
+
+
 def _write_orm(
-    group: list[Change],
-    plain: tuple[str, ...],
-    values: dict[str, Any],
-    allowed: set[str],
-    fenced: bool,
-    lineage: dict[int, AuditRecord],
-    durable: bool,
+    group: list[Change], write: Write, lineage: dict[int, AuditRecord]
 ) -> dict[int, int]:
     """Row by row (SQLite: its IMMEDIATE transaction already excludes other writers)."""
     moved: list[int] = []
     for change in group:
         message = change.message
-        if message.state not in allowed:
-            continue
         rows = Message.objects.filter(pk=message.pk, state=message.state)
-        if fenced:
+        if write.fenced:
             rows = rows.filter(lease_token=message.lease_token)
-        if rows.update(**values, **{name: change.values[name] for name in plain}):
+        if rows.update(**write.values, **{name: change.values[name] for name in write.plain}):
             moved.append(message.pk)
     done = [c.message for c in group if c.message.pk in moved]
-    if fenced and values["state"] != MessageState.DISPATCHING:
-        # Unless another message of the lane is dispatching (a lost worker's lane claimed
-        # again after its lease ran out).
+    if write.frees_lane:
         Lane.objects.filter(pk__in={m.lane_id for m in done}).exclude(
             messages__state=MessageState.DISPATCHING
         ).update(busy_until=None)
-    if values["state"] in FINAL_STATES:
+    if write.raises_done:
         for message in done:
             if message.sequence:
                 Lane.objects.filter(pk=message.lane_id, done_sequence__lt=message.sequence).update(
                     done_sequence=message.sequence
                 )
-    attempts = []
-    for change in group:
-        if change.attempt is not None:
-            change.attempt.stale = change.message.pk not in moved
-            attempts.append(change.attempt)
-    Attempt.objects.bulk_create(attempts)
+    _attempts_insert([c for c in group if c.attempt is not None], moved)
     audit_append_many(lineage[pk] for pk in moved)
     return dict(Message.objects.filter(pk__in=moved).values_list("pk", "lease_token"))
 
 
-def _write_pg(
-    group: list[Change],
-    plain: tuple[str, ...],
-    values: dict[str, Any],
-    allowed: set[str],
-    fenced: bool,
-    lineage: dict[int, AuditRecord],
-    durable: bool,
-) -> dict[int, int]:
-    candidates = [c for c in group if c.message.state in allowed]
-    return transition_pg(
-        rows=[
-            (c.message.pk, c.message.state, c.message.lease_token, [c.values[n] for n in plain])
-            for c in candidates
-        ],
-        columns=plain,
-        values=values,
-        fenced=fenced,
-        attempts=[c.attempt for c in group if c.attempt is not None],
-        lineage=list(lineage.items()),
-        free_lanes=fenced and values["state"] != MessageState.DISPATCHING,
-        mark_done=values["state"] in FINAL_STATES,
-        durable=durable,
-    )
+def _attempts_insert(changes: list[Change], moved: Sequence[int] | dict[int, int]) -> None:
+    attempts = []
+    for change in changes:
+        assert change.attempt is not None
+        change.attempt.stale = change.message.pk not in moved
+        attempts.append(change.attempt)
+    if attempts:
+        Attempt.objects.bulk_create(attempts)
 
 
 def _lineage(change: Change, old: str, state: str, reason: str, actor: str) -> AuditRecord:
+    """The lineage row of one move. An attempt's outcome names the provider, its response
+    code and the provider's message id: Attempt rows are mutable and purged, the audit
+    chain keeps them."""
     message = change.message
     event = message.event
     data: dict[str, Any] = {"from": old, "to": state, "channel": message.channel}
     if reason:
         data["reason"] = reason
+    if change.attempt is not None:
+        data["provider"] = change.attempt.provider
+        data["response_code"] = change.attempt.response_code
+        data["provider_message_id"] = change.values.get("provider_message_id", "")
     data.update(change.data)
     return audit_build(
         kind=f"message.{state}",

@@ -13,7 +13,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from comcenter.lib.errors import ApiError, ErrorSerializer
-from events.intake import accept_and_respond, parse_json_body, validate_event
+from events.intake import (
+    accept_and_respond,
+    parse_json_body,
+    refuse_if_intake_paused,
+    validate_event,
+)
 from events.models import Event
 from events.serializers import EventAcceptedSerializer, EventInSerializer, EventOutSerializer
 from identity.auth import HasScope, request_caller
@@ -29,7 +34,8 @@ _ERROR_TEXT = {
     415: "Body is not application/json",
     422: "Unknown event type (the detail names the known ones)",
     429: "Throttled; see Retry-After",
-    503: "Identity provider unreachable and its queue of unverified events full; see Retry-After",
+    503: "intake_paused (INTAKE_PAUSED is on: nothing is stored), or the identity provider "
+    "unreachable and its queue of unverified events full; see Retry-After",
 }
 
 
@@ -44,6 +50,10 @@ class EventListCreateApi(APIView):
     required_scope = "events:write"
     throttle_classes = [IntakeThrottle]
     parser_classes: list[type[parsers.BaseParser]] = []
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        refuse_if_intake_paused()
+        super().initial(request, *args, **kwargs)
 
     @extend_schema(
         operation_id="events_create",

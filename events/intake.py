@@ -7,9 +7,11 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -22,15 +24,32 @@ from comcenter.lib.metrics import ACK_LATENCY, EVENTS
 from events import services
 from events.models import Event, EventStatus
 from events.serializers import EventInSerializer, find_unstorable
+from flags.services import flag_is_on
 from identity.caller import Caller
 from identity.idp import idp_caller_prefix
 
 PENDING_RETRY_AFTER_SECONDS = 60
+# How long a client is asked to wait while INTAKE_PAUSED is on: an operator or the guard
+# decides when it lifts, so this is a polite polling interval, not a promise.
+INTAKE_PAUSED_RETRY_AFTER_SECONDS = 30
 
 
 def _reject(status_code: int, code: str, detail: Any, reason: str | None = None) -> ApiError:
     EVENTS.labels(outcome="rejected", reason=reason or code).inc()
     return ApiError(status_code, code, detail)
+
+
+def refuse_if_intake_paused() -> None:
+    """503 `intake_paused` while the flag is on, before authentication and parsing, so a
+    paused intake stores nothing and costs no more than the cached flag read."""
+    if flag_is_on("INTAKE_PAUSED"):
+        EVENTS.labels(outcome="rejected", reason="intake_paused").inc()
+        raise ApiError(
+            503,
+            "intake_paused",
+            "Intake is paused (INTAKE_PAUSED); nothing was stored. Retry later.",
+            headers={"Retry-After": str(INTAKE_PAUSED_RETRY_AFTER_SECONDS)},
+        )
 
 
 def _reject_constant(name: str) -> float:
@@ -65,8 +84,8 @@ def parse_json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
 @functools.cache
 def _event_validator() -> EventInSerializer:
     """One serializer per process, used only through `run_validation`, which keeps no state
-    on the instance: building a serializer deep-copies all its fields, a sixth of the ack
-    path's CPU when done per request."""
+    on the instance: building a serializer deep-copies all its fields, a large share of the
+    ack path's CPU when done per request (bench/NOTES.md)."""
     return EventInSerializer()
 
 
@@ -108,8 +127,21 @@ def validate_event(parsed: dict[str, Any], header_key: str | None) -> tuple[dict
             "unknown_event_type",
             {"event_type": [f"Unknown event type. Known types: {sorted(known)}."]},
         )
+    validator = _data_validator(payload["event_type"])
+    if validator is not None:
+        try:
+            validator(payload["data"])
+        except ValidationError as exc:
+            raise _reject(400, "invalid_fields", {"data": exc.detail}, "invalid_fields") from None
     payload["recipient"] = dict(payload["recipient"])
     return payload, key
+
+
+def _data_validator(event_type: str) -> Callable[[Any], Any] | None:
+    """The app-provided check of this event type's `data` (settings.EVENT_DATA_VALIDATORS,
+    by dotted path, so that `events` imports no app that consumes its events)."""
+    dotted = settings.EVENT_DATA_VALIDATORS.get(event_type)
+    return import_string(dotted) if dotted else None
 
 
 def accept_and_respond(

@@ -36,7 +36,9 @@ class EventStatus(models.TextChoices):
 class OutboxState(models.TextChoices):
     PENDING = "pending"  # committed, not yet consumed by the delivery pipeline
     DONE = "done"  # consumed: its messages exist (or the event needed none)
-    HELD = "held"  # not to be consumed (auth_pending until verified, rejected for good)
+    # Not to be consumed (yet): auth_pending until verified, rejected for good, or accepted
+    # behind an earlier auth_pending event of its ordering key (released after it).
+    HELD = "held"
 
 
 class Event(models.Model):
@@ -72,7 +74,14 @@ class Event(models.Model):
         ordering = ["-id"]
         constraints = [
             # The database decides idempotency: concurrent duplicates race on this index.
-            models.UniqueConstraint(fields=["caller", "idempotency_key"], name="event_idem_key"),
+            # Only accepted events hold a key: an auth_pending one (its token not verified
+            # yet) must neither block nor answer for a verified event of the same key, and
+            # a rejected one releases it (events.services.event_release_verified).
+            models.UniqueConstraint(
+                fields=["caller", "idempotency_key"],
+                condition=models.Q(status="accepted"),
+                name="event_idem_key_accepted",
+            ),
         ]
         indexes = [
             models.Index(fields=["recipient_id"], name="event_recipient"),
@@ -87,6 +96,18 @@ class Event(models.Model):
                 fields=["status", "id"],
                 name="event_auth_pending",
                 condition=models.Q(status="auth_pending"),
+            ),
+            # The intake's question "is an event of this ordering key still auth_pending?"
+            models.Index(
+                fields=["ordering_key"],
+                name="event_pending_ordering",
+                condition=models.Q(status="auth_pending"),
+            ),
+            # Accepted events held behind an auth_pending one (events.pending releases them).
+            models.Index(
+                fields=["id"],
+                name="event_held_behind_pending",
+                condition=models.Q(status="accepted", outbox_state="held"),
             ),
         ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -11,7 +11,9 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.db.models.functions import Now
 
+from audit.models import AuditRecord
 from audit.services import audit_append, audit_append_many, audit_build
+from comcenter.lib.db import column, insert_row_params, insert_row_sql, is_postgres, quote
 from comcenter.lib.hashing import json_hash
 from events.handoff import outbox_wake
 from events.models import Event, EventStatus, EventType, OutboxState
@@ -112,8 +114,12 @@ def event_accept(
     """Store a validated event and its outbox entry in one transaction.
 
     `payload` is the validated body (without the idempotency key). Idempotency is decided by
-    the unique index on (caller, idempotency_key): of concurrent duplicates exactly one insert
-    commits; the others fail on the index, then read the winner and compare payload hashes."""
+    the unique index on (caller, idempotency_key) of accepted events: of concurrent duplicates
+    exactly one insert commits; the others fail on the index, then read the winner and compare
+    payload hashes. An auth_pending event takes no key (anyone can claim any subject while
+    tokens cannot be verified): it is always stored, and its verification settles the key
+    (event_release_verified). An accepted event whose ordering key has an auth_pending event
+    waits behind it (outbox held), so verification does not reorder the key."""
     # Timestamps as canonical ISO text, so the payload hash does not depend on how the
     # caller formatted them (and datetimes from any caller hash at all).
     payload = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in payload.items()}
@@ -138,17 +144,19 @@ def event_accept(
         outbox_state=OutboxState.HELD if auth_pending else OutboxState.PENDING,
     )
     lineage = {"event_type": event.event_type, "status": status, "sequence": event.sequence}
-    if connection.vendor == "postgresql":
+    if is_postgres():
         inserted = _insert_with_lineage_pg(event, lineage)
     else:
         inserted = _insert_with_lineage(event, lineage)
     if inserted:
-        if not auth_pending:
+        if event.outbox_state == OutboxState.PENDING:
             # Immediately in autocommit (the statement above committed); after the
             # enclosing transaction when there is one.
             transaction.on_commit(outbox_wake)
         return AcceptResult(event=event, duplicate=False)
-    existing = Event.objects.filter(caller=caller, idempotency_key=idempotency_key).first()
+    existing = Event.objects.filter(
+        caller=caller, idempotency_key=idempotency_key, status=EventStatus.ACCEPTED
+    ).first()
     if existing is None:  # the winner rolled back meanwhile: try again
         return event_accept(
             caller=caller,
@@ -163,108 +171,163 @@ def event_accept(
     return AcceptResult(event=existing, duplicate=True)
 
 
+def _received_record(event: Event, lineage: dict[str, Any]) -> AuditRecord:
+    return audit_build(
+        kind="event.received",
+        request_id=event.request_id,
+        event_uid=event.uid,
+        recipient_id=event.recipient_id,
+        actor=event.caller,
+        data=lineage,
+    )
+
+
 def _insert_with_lineage(event: Event, lineage: dict[str, Any]) -> bool:
     """The portable path: one transaction, the unique index decides between duplicates."""
     try:
         with transaction.atomic():
+            if event.outbox_state == OutboxState.PENDING and _behind_auth_pending(event):
+                event.outbox_state = OutboxState.HELD
             event.save(force_insert=True)
-            audit_append(
-                kind="event.received",
-                request_id=event.request_id,
-                event_uid=event.uid,
-                recipient_id=event.recipient_id,
-                actor=event.caller,
-                data=lineage,
-            )
+            _received_record(event, lineage).save(force_insert=True)
     except IntegrityError:
         if not Event.objects.filter(
-            caller=event.caller, idempotency_key=event.idempotency_key
+            caller=event.caller, idempotency_key=event.idempotency_key, status=EventStatus.ACCEPTED
         ).exists():
             raise  # not a key collision: a real integrity problem
         return False
     return True
 
 
+def _behind_auth_pending(event: Event) -> bool:
+    return Event.objects.filter(
+        status=EventStatus.AUTH_PENDING, ordering_key=event.ordering_key
+    ).exists()
+
+
 # The event and its lineage row in one statement: one round trip, atomic by itself, and
 # ON CONFLICT lets the unique index decide between concurrent duplicates (a loser waits for
 # the winner's commit, then inserts nothing). On a 2-core machine the ack path's cost was
 # mostly round trips (BEGIN, INSERT, INSERT, COMMIT), each waiting for PostgreSQL's turn.
-_INSERT_PG = """
-WITH ev AS (
-    INSERT INTO events_event (
-        uid, caller, event_type, idempotency_key, payload_hash, ordering_key, sequence,
-        recipient_id, recipient, data, occurred_at, expires_at, request_id, status,
-        status_reason, pending_token, outbox_state
-    ) VALUES (
-        %s::uuid, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::timestamptz,
-        %s::timestamptz, %s, %s, '', %s, %s
+# Built from the models' metadata, so a new field of either model is in it. The outbox state
+# is decided in the same statement: an accepted event whose ordering key has an auth_pending
+# event is held behind it (a partial index answers that; usually empty). Only accepted events
+# hold an idempotency key (a partial unique index), so an unverified token cannot squat one.
+@functools.cache
+def _insert_pg_sql() -> str:
+    table = quote(Event._meta.db_table)
+    key = ", ".join(column(Event, name)[0] for name in ("caller", "idempotency_key"))
+    status, ordering, outbox = (
+        column(Event, name)[0] for name in ("status", "ordering_key", "outbox_state")
     )
-    ON CONFLICT (caller, idempotency_key) DO NOTHING
-    RETURNING id, received_at
-), lineage AS (
-    INSERT INTO audit_auditrecord (
-        kind, request_id, event_uid, message_uid, recipient_id, actor, data
+    held_behind = (
+        f"CASE WHEN e.{outbox} = '{OutboxState.PENDING}' AND EXISTS ("  # noqa: S608 -- identifiers from _meta, values from our TextChoices
+        f"SELECT 1 FROM {table} p WHERE p.{status} = '{EventStatus.AUTH_PENDING}' "
+        f"AND p.{ordering} = e.{ordering}) THEN '{OutboxState.HELD}' ELSE e.{outbox} END"
     )
-    SELECT 'event.received', %s, %s::uuid, NULL, %s, %s, %s::jsonb FROM ev
-)
-SELECT id, received_at FROM ev
-"""
+    returned = ", ".join(column(Event, f.name)[0] for f in _returned_fields())
+    return (
+        f"WITH ev AS ({insert_row_sql(Event, 'e', {'outbox_state': held_behind})} "  # noqa: S608
+        f"ON CONFLICT ({key}) WHERE {status} = '{EventStatus.ACCEPTED}' DO NOTHING "
+        f"RETURNING {returned}), "
+        f"lineage AS ({insert_row_sql(AuditRecord, 'l')} CROSS JOIN ev) "
+        f"SELECT {returned} FROM ev"
+    )
+
+
+def _returned_fields() -> list[Any]:
+    """What the database decides: the primary key, the columns with a database default, and
+    the outbox state (held behind an auth_pending event of the ordering key)."""
+    return [
+        f
+        for f in Event._meta.concrete_fields
+        if f.primary_key or f.has_db_default() or f.name == "outbox_state"
+    ]
 
 
 def _insert_with_lineage_pg(event: Event, lineage: dict[str, Any]) -> bool:
-    uid = str(event.uid)
+    record = _received_record(event, lineage)
     with connection.cursor() as cursor:
-        cursor.execute(
-            _INSERT_PG,
-            [
-                uid,
-                event.caller,
-                event.event_type,
-                event.idempotency_key,
-                event.payload_hash,
-                event.ordering_key,
-                event.sequence,
-                event.recipient_id,
-                json.dumps(event.recipient),
-                json.dumps(event.data),
-                event.occurred_at,
-                event.expires_at,
-                event.request_id,
-                event.status,
-                event.pending_token,
-                event.outbox_state,
-                event.request_id,
-                uid,
-                event.recipient_id,
-                event.caller,
-                json.dumps(lineage),
-            ],
-        )
+        cursor.execute(_insert_pg_sql(), insert_row_params(event) + insert_row_params(record))
         row = cursor.fetchone()
     if row is None:
         return False
-    event.id, event.received_at = row
+    for field, value in zip(_returned_fields(), row, strict=True):
+        setattr(event, field.attname, value)
     event._state.adding = False
     event._state.db = "default"
     return True
 
 
-def event_release_verified(*, event: Event, actor: str) -> bool:
-    """An auth_pending event whose token verified: accept it and hand it to the outbox."""
-    with transaction.atomic():
-        updated = Event.objects.filter(pk=event.pk, status=EventStatus.AUTH_PENDING).update(
+def event_release_verified(*, event: Event, actor: str) -> str:
+    """An auth_pending event whose token verified: accept it and hand it to the outbox.
+
+    Its idempotency key is settled only now. When an accepted event of the caller already
+    holds the key (the caller retried once the identity provider was back), this one is its
+    duplicate and is rejected as such (never delivered twice), or, with another payload, an
+    idempotency conflict. Returns "released", "duplicate", "conflict", or "" when another
+    verifier settled the event first."""
+    try:
+        with transaction.atomic():
+            holder = _key_holder(event)
+            if holder is None:
+                updated = Event.objects.filter(pk=event.pk, status=EventStatus.AUTH_PENDING).update(
+                    status=EventStatus.ACCEPTED,
+                    outbox_state=OutboxState.PENDING,
+                    pending_token="",
+                    status_reason="verified after identity provider recovered",
+                )
+                if updated:
+                    audit_append(
+                        kind="event.verified",
+                        request_id=event.request_id,
+                        event_uid=event.uid,
+                        recipient_id=event.recipient_id,
+                        actor=actor,
+                    )
+                    transaction.on_commit(outbox_wake)
+                return "released" if updated else ""
+    except IntegrityError:
+        # An accepted event of the key committed between the check and the update.
+        holder = _key_holder(event)
+        if holder is None:
+            raise
+    if holder.payload_hash == event.payload_hash:
+        outcome, reason = "duplicate", f"duplicate: the key is held by accepted event {holder.uid}"
+    else:
+        outcome = "conflict"
+        reason = f"idempotency_conflict: accepted event {holder.uid} holds the key"
+    return outcome if event_reject_pending(event=event, reason=reason, actor=actor) else ""
+
+
+def _key_holder(event: Event) -> Event | None:
+    """The accepted event holding `event`'s idempotency key, if any."""
+    return (
+        Event.objects.filter(
+            caller=event.caller,
+            idempotency_key=event.idempotency_key,
             status=EventStatus.ACCEPTED,
-            outbox_state=OutboxState.PENDING,
-            pending_token="",
-            status_reason="verified after identity provider recovered",
         )
+        .exclude(pk=event.pk)
+        .first()
+    )
+
+
+def event_release_held(*, event: Event, actor: str) -> bool:
+    """An accepted event that waited behind an auth_pending event of its ordering key, now
+    settled: hand it to the outbox (after that event, so the key keeps its receipt order)."""
+    with transaction.atomic():
+        updated = Event.objects.filter(
+            pk=event.pk, status=EventStatus.ACCEPTED, outbox_state=OutboxState.HELD
+        ).update(outbox_state=OutboxState.PENDING)
         if updated:
             audit_append(
-                kind="event.verified",
+                kind="event.released",
                 request_id=event.request_id,
                 event_uid=event.uid,
                 recipient_id=event.recipient_id,
                 actor=actor,
+                data={"reason": "no earlier auth_pending event of its ordering key"},
             )
             transaction.on_commit(outbox_wake)
     return bool(updated)

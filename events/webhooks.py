@@ -11,6 +11,8 @@ floods cannot use up a partner's quota.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import parsers, permissions
@@ -19,7 +21,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from comcenter.lib.errors import ErrorSerializer
-from events.intake import accept_and_respond, parse_json_body, validate_event
+from events.intake import (
+    accept_and_respond,
+    parse_json_body,
+    refuse_if_intake_paused,
+    validate_event,
+)
 from events.serializers import EventAcceptedSerializer, EventInSerializer
 from identity.auth import HasScope, request_caller
 from identity.throttles import WebhookThrottle
@@ -62,6 +69,10 @@ class WebhookApi(APIView):
     throttle_classes = [WebhookThrottle]
     parser_classes: list[type[parsers.BaseParser]] = []
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        refuse_if_intake_paused()
+        super().initial(request, *args, **kwargs)
+
     @extend_schema(
         operation_id="webhooks_create",
         summary="Submit an event signed per Standard Webhooks",
@@ -93,6 +104,10 @@ class WebhookApi(APIView):
             415: OpenApiResponse(ErrorSerializer, "Body not application/json"),
             422: OpenApiResponse(ErrorSerializer, "Unknown event type"),
             429: OpenApiResponse(ErrorSerializer, "Throttled (per source); see Retry-After"),
+            503: OpenApiResponse(
+                ErrorSerializer,
+                "intake_paused: INTAKE_PAUSED is on, nothing is stored; see Retry-After",
+            ),
         },
     )
     def post(self, request: Request, source: str) -> Response:

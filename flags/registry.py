@@ -1,10 +1,11 @@
-"""The seven flags of SPEC §6: their default, what they do, and which value is the safe one.
+"""The eight flags: their default, what they do, and which value is the safe one.
 
 The safe value decides precedence: an environment variable that sets a flag to its safe
-value cannot be overridden from the admin or the command (SPEC §6, "a flag that makes things
+value cannot be overridden from the admin or the command ("a flag that makes things
 safer wins from any source"). "Safe" means "less leaves the building":
 
-- DISABLE_SEND, DISPATCH_PAUSED, RATE_LIMIT_ENABLED, SAFE_MODE are safe when on;
+- DISABLE_SEND, DISPATCH_PAUSED, INTAKE_PAUSED, RATE_LIMIT_ENABLED, SAFE_MODE are safe when
+  on (a paused intake refuses events, so nothing new can be sent);
 - PROMO_SENDS and AUTOMATION_ENABLED are safe when off;
 - RETRIES_ENABLED is safe when off. Retrying is kinder to recipients of a flaky provider,
   but every retry is one more send attempt; during an incident (a provider accepting mail and
@@ -42,6 +43,13 @@ FLAGS: dict[str, FlagDefinition] = {
             safe=True,
             description="Receive and queue: messages stay held and are dispatched in order "
             "when lifted.",
+        ),
+        FlagDefinition(
+            name="INTAKE_PAUSED",
+            default=False,
+            safe=True,
+            description="POST /api/v1/events and the webhooks answer 503 intake_paused with "
+            "Retry-After and store nothing (set by the guard or an operator).",
         ),
         FlagDefinition(
             name="PROMO_SENDS",

@@ -11,7 +11,7 @@ Precedence of the effective value, per flag:
 time. Each process keeps the effective values for `FLAG_CACHE_SECONDS` (2 s by default) and
 then reads the whole (tiny) table again in one query. The cache is per process on purpose:
 it needs no shared cache (the embedded default runs with the local-memory cache) and, with
-a 2 s window, a change reaches every web and worker node within the 5 s of SPEC §6 however
+a 2 s window, a change reaches every web and worker node within the promised 5 s however
 many nodes there are. A database error while refreshing is raised to the caller rather than
 answered from a stale or guessed value: a worker that cannot read its gates cannot record a
 send either, so it must not send.

@@ -10,7 +10,7 @@ class Caller:
     """An authenticated machine caller.
 
     `caller_id` scopes idempotency keys and event visibility. `auth_pending` marks a token
-    that claims the configured identity provider but could not be verified yet (SPEC §9):
+    that claims the configured identity provider but could not be verified yet:
     its events are stored but not dispatched until verification."""
 
     caller_id: str

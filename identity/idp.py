@@ -1,18 +1,21 @@
-"""Tokens of the organisation's identity provider (SPEC §9), verified against its JWKS.
+"""Tokens of the organisation's identity provider, verified against its JWKS (docs/identity.md).
 
 The unverified `iss` routed the token here (identity/auth.py); everything is checked again:
 
 - header: `alg` pinned to JWT_ALGORITHMS (never `none` or HS*), and it must be the `alg` of
   the key its `kid` names; no `jku`/`x5u`/`x5c`/`jwk` (keys are never taken from the token),
   no `crit`/`b64`; `kid` required, at most 256 characters;
-- claims: `iss` equal to JWT_ISSUER, `aud` containing JWT_AUDIENCE, `exp`, `nbf` and `sub`
-  present, `exp`/`nbf`/`iat` checked with JWT_LEEWAY;
+- claims: `iss` equal to JWT_ISSUER, `aud` containing JWT_AUDIENCE, `exp` and `sub` present;
+  `exp` checked with JWT_LEEWAY, and `nbf` and `iat` likewise when the token has them (RFC 7519
+  makes both optional; Keycloak's and Auth0's access tokens carry no `nbf`). A present but
+  malformed one (not a number) is refused as malformed;
 - scopes: the JWT_REQUIRED_ROLE (in `roles`, `role`, `realm_access.roles`, `scope` or `scp`)
   grants `events:write` and `events:read`; `events:write`/`events:read` in `scope` or `scp`
   are granted as they are. A valid token with neither gets 403.
 
 Receive-and-queue: when no usable key can be had (JWKS unreachable and no last-known-good key
-within the grace, or a `kid` not seen while the JWKS is unreachable), a token whose claims pass
+within the grace, a `kid` not seen while the JWKS is unreachable, or a `kid` our keys do not
+list while the refetch cool-down forbids fetching them again), a token whose claims pass
 every check above is let in as an `auth_pending` caller that may only submit events. The
 event is stored but not dispatched; `events.pending` has it verified (`pending_token_verdict`)
 once keys are back, checking `exp` against the time the event was received, not the time of
@@ -42,7 +45,7 @@ from identity.models import SCOPES
 log = logging.getLogger(__name__)
 
 FORBIDDEN_HEADERS = ("jku", "x5u", "x5c", "jwk", "crit", "b64")
-REQUIRED_CLAIMS = ("iss", "aud", "exp", "nbf", "sub")
+REQUIRED_CLAIMS = ("iss", "aud", "exp", "sub")
 ACCEPTED_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})
 CALLER_MAX_LENGTH = 300  # the length of Event.caller
 
@@ -65,12 +68,15 @@ class IdpVerification:
 
 
 def idp_token_verify(*, raw: str, at: float) -> IdpVerification:
-    """Check a token as of `at` (epoch seconds); IdpTokenInvalid when it fails."""
+    """Check a token as of `at` (epoch seconds); IdpTokenInvalid when it fails.
+
+    Its `kid` is refused as unknown only by keys fetched at or after `at`: a token checked
+    later (an auth_pending one) is judged by keys fetched since it arrived."""
     alg, kid = _checked_header(_segment(raw, 0))
     claims = _segment(raw, 1)
     caller_id = _checked_claims(claims, at=at)
     scopes = scopes_from_claims(claims)
-    lookup = key_source().lookup(kid)
+    lookup = key_source().lookup(kid, listed_since=at)
     if lookup.status is KeyStatus.UNAVAILABLE:
         return IdpVerification(caller_id=caller_id, scopes=scopes, verified=False)
     if lookup.status is KeyStatus.UNKNOWN or lookup.key is None:
@@ -193,9 +199,9 @@ def _checked_claims(claims: dict[str, Any], *, at: float) -> str:
     leeway = settings.JWT_LEEWAY
     if _seconds(claims, "exp") <= at - leeway:
         raise IdpTokenInvalid("expired", "The token has expired.")
-    if _seconds(claims, "nbf") > at + leeway:
+    if "nbf" in claims and _seconds(claims, "nbf") > at + leeway:
         raise IdpTokenInvalid("not_yet_valid", "The token is not valid yet (nbf).")
-    if claims.get("iat") is not None and _seconds(claims, "iat") > at + leeway:
+    if "iat" in claims and _seconds(claims, "iat") > at + leeway:
         raise IdpTokenInvalid("not_yet_valid", "The token was issued in the future (iat).")
     sub = claims["sub"]
     if not isinstance(sub, str) or not sub.strip():

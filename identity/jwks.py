@@ -1,8 +1,9 @@
-"""Our own source of the identity provider's signing keys (SPEC §9).
+"""Our own source of the identity provider's signing keys.
 
 Why not PyJWT's PyJWKClient (through simplejwt): it fetches with a 30 s timeout while holding
 a lock, so a slow JWKS stalls every request of the process, and once its 5-minute cache
-expires an outage rejects every token (PITFALLS). Here:
+expires an outage rejects every token (and fetch errors surface as "Token is invalid",
+simplejwt #773). Here:
 
 - fetches go through `comcenter.lib.http` (User-Agent, JWKS_FETCH_TIMEOUT as a deadline, size
   cap) in a background thread, one at a time per process. A request that needs a fetch waits
@@ -12,6 +13,10 @@ expires an outage rejects every token (PITFALLS). Here:
 - on-demand fetches (cold start, unknown `kid`, refresh-ahead) happen at most once per
   JWKS_REFETCH_COOLDOWN per process, and a `kid` that a successful fetch did not list is
   remembered as unknown for NEGATIVE_KID_SECONDS: random kids cannot force fetches;
+- a `kid` is UNKNOWN (the token is refused) only when keys fetched after the token arrived
+  do not list it. When our keys are older and the cool-down forbids a fetch, it is
+  UNAVAILABLE: the token is held in `auth_pending` like during an outage, and verified once
+  keys fetched after its arrival can be had (the identity provider may just have rotated);
 - the last-known-good JWKS is kept in the database (`JwksState`) and stays usable for
   JWKS_STALE_GRACE_HOURS after it was fetched, by every process and node, including one that
   starts during an outage;
@@ -190,31 +195,29 @@ class KeySource:
 
     # --- reading keys ------------------------------------------------------------------
 
-    def lookup(self, kid: str) -> KeyLookup:
+    def lookup(self, kid: str, *, listed_since: float | None = None) -> KeyLookup:
         """The key for `kid`, fetching the JWKS at most once per cool-down when the kid is
-        not known, and waiting for a fetch no longer than its deadline."""
+        not known, and waiting for a fetch no longer than its deadline.
+
+        UNKNOWN only when keys fetched at or after `listed_since` (epoch seconds; default:
+        now, the arrival of the token being checked) do not list the kid, or a fetch since
+        did not within NEGATIVE_KID_SECONDS; UNAVAILABLE when no such keys can be had now."""
+        since = time.time() if listed_since is None else listed_since
         self.sync()
         now = time.monotonic()
         with self._lock:
-            key = self._key_locked(kid)
-            if key is not None:
-                self._refresh_ahead_locked(now)
-                return KeyLookup(KeyStatus.FOUND, key)
-            if self._usable_locked() and self._unknown.get(kid, 0.0) > now:
-                return KeyLookup(KeyStatus.UNKNOWN)
+            known = self._judge_locked(kid, since, now)
+            if known is not None:
+                return known
             fetch = self._start_fetch_locked(now)
-        if fetch is not None:
-            fetch.done.wait(max(0.0, fetch.deadline - time.monotonic()))
+        if fetch is None:  # inside the cool-down: wait for keys, do not refuse for our age
+            return KeyLookup(KeyStatus.UNAVAILABLE)
+        fetch.done.wait(max(0.0, fetch.deadline - time.monotonic()))
         self.sync()
         with self._lock:
-            key = self._key_locked(kid)
-            if key is not None:
-                return KeyLookup(KeyStatus.FOUND, key)
-            if self._usable_locked() and self._last_ok and self._inflight is None:
-                # The latest look at the JWKS succeeded and does not list this kid.
-                self._remember_unknown_locked(kid)
-                return KeyLookup(KeyStatus.UNKNOWN)
-            return KeyLookup(KeyStatus.UNAVAILABLE)
+            return self._judge_locked(kid, since, time.monotonic()) or KeyLookup(
+                KeyStatus.UNAVAILABLE
+            )
 
     def usable(self, *, wait: bool = False) -> bool:
         """Whether keys are usable now (fetched within the stale grace). When they are not,
@@ -389,6 +392,22 @@ class KeySource:
         if not self._keys or self._fetched_at is None:
             return False
         return time.time() - self._fetched_at <= settings.JWKS_STALE_GRACE_HOURS * 3600
+
+    def _judge_locked(self, kid: str, since: float, now: float) -> KeyLookup | None:
+        """FOUND or UNKNOWN when the keys in memory settle it, else None."""
+        key = self._key_locked(kid)
+        if key is not None:
+            self._refresh_ahead_locked(now)
+            return KeyLookup(KeyStatus.FOUND, key)
+        if not self._usable_locked():
+            return None
+        if self._unknown.get(kid, 0.0) > now:
+            return KeyLookup(KeyStatus.UNKNOWN)
+        if self._fetched_at is not None and self._fetched_at >= since:
+            # Keys fetched since the token arrived do not list its kid.
+            self._remember_unknown_locked(kid)
+            return KeyLookup(KeyStatus.UNKNOWN)
+        return None
 
     def _key_locked(self, kid: str) -> SigningKey | None:
         return self._keys.get(kid) if self._usable_locked() else None

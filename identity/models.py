@@ -41,7 +41,7 @@ class JwksState(models.Model):
     """The identity provider's last-known-good JWKS, shared by every process and node.
 
     A process that starts while the identity provider is unreachable still verifies tokens
-    with these keys for JWKS_STALE_GRACE_HOURS after `fetched_at` (SPEC §9). Written by
+    with these keys for JWKS_STALE_GRACE_HOURS after `fetched_at`. Written by
     `identity.jwks` only; failed fetches update `last_attempt_at`/`last_error` and never
     replace the keys."""
 

@@ -18,7 +18,13 @@ class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
             "bearerFormat": "JWT",
             "description": (
                 "An access token from POST /api/v1/auth/token (client credentials), or a "
-                "token of the configured identity provider (RS256/ES256, verified by JWKS)."
+                "token of the configured identity provider (RS256/ES256, verified by JWKS): "
+                "header with a kid the JWKS publishes; claims iss (the configured issuer), "
+                "aud (containing the configured audience), exp and sub required, nbf and iat "
+                "optional and checked when present; the required role (roles, role, "
+                "realm_access.roles, scope or scp) or the scopes events:write/events:read. "
+                "While the provider's keys cannot be had, such a token may submit events "
+                "(status auth_pending, verified later) but not read them."
             ),
         }
 

@@ -2,9 +2,9 @@
 across every web process and node, with `Retry-After` on each 429.
 
 DRF's SimpleRateThrottle keeps a list of every request's timestamp in the window and rewrites
-it on each request (a read and a write of a growing value); at intake rates that was a sixth
-of the ack path. A fixed window costs one INCR. Its known trade-off: a burst straddling a
-window boundary may reach twice the rate for that moment."""
+it on each request (a read and a write of a growing value), a large share of the ack path
+at intake rates (bench/NOTES.md). A fixed window costs one INCR. Its known trade-off: a
+burst straddling a window boundary may reach twice the rate for that moment."""
 
 from __future__ import annotations
 

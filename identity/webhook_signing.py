@@ -2,7 +2,7 @@
 `webhook-id`, `webhook-timestamp` and `webhook-signature` headers.
 
 Why not the `standardwebhooks` package at run time: on malformed headers it raises a bare
-ValueError, binascii.Error or UnicodeDecodeError instead of its own error (PITFALLS), it
+ValueError, binascii.Error or UnicodeDecodeError instead of its own error, it
 verifies one secret per object and hard-codes the tolerance. The check is short; it is written
 here from the specification and the tests use the package as an independent signer.
 

@@ -12,6 +12,7 @@ from django.db.models.functions import Now
 class Channel(models.TextChoices):
     EMAIL = "email"
     SMS = "sms"
+    HELPDESK = "helpdesk"  # a reply posted on a helpdesk ticket (support/)
 
 
 class Category(models.TextChoices):

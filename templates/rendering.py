@@ -61,6 +61,8 @@ MAX_SUBJECT_CHARS = 500
 # Twilio's Messages API refuses a Body over 1,600 characters (10 concatenated segments);
 # failing at render time names the cause instead of a provider 400.
 MAX_SMS_CHARS = 1_600
+# An auto-reply is a short customer-facing comment; a longer one is a template mistake.
+MAX_REPLY_CHARS = 5_000
 MAX_CONTEXT_DEPTH = 20
 
 # Nodes the allowed tags produce. Leaves produce output and are metered; containers only
@@ -197,11 +199,12 @@ def validate_source(*, channel: str, subject: str, body: str, html: str) -> None
         add("body", "The body is required.")
     if channel == Channel.EMAIL and not subject.strip():
         add("subject", "An email template needs a subject.")
-    if channel == Channel.SMS:
+    if channel in (Channel.SMS, Channel.HELPDESK):
+        name = "An SMS" if channel == Channel.SMS else "A helpdesk"
         if subject:
-            add("subject", "An SMS template has no subject.")
+            add("subject", f"{name} template has no subject.")
         if html:
-            add("html", "An SMS template has no HTML body.")
+            add("html", f"{name} template has no HTML body.")
     for field, source in (("subject", subject), ("body", body), ("html", html)):
         for message in _source_errors(source):
             add(field, message)
@@ -293,6 +296,12 @@ def render_parts(
             if not text:
                 raise RenderError("the rendered SMS is empty", part="body")
             _check_length("SMS", text, MAX_SMS_CHARS)
+            rendered_subject = rendered_html = ""
+        elif channel == Channel.HELPDESK:
+            text = _render_part("body", body, data, autoescape=False).strip()
+            if not text:
+                raise RenderError("the rendered reply is empty", part="body")
+            _check_length("reply", text, MAX_REPLY_CHARS)
             rendered_subject = rendered_html = ""
         elif channel == Channel.EMAIL:
             raw_subject = _render_part("subject", subject, data, autoescape=False)

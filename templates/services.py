@@ -200,7 +200,9 @@ def template_update(*, template: Template, actor: str, **changes: Any) -> Templa
     return version
 
 
-def _template_switch(*, template: Template, field: str, value: bool, actor: str) -> bool:
+def _template_switch(
+    *, template: Template, field: str, value: bool, actor: str, reason: str = ""
+) -> bool:
     with transaction.atomic():
         # Conditional UPDATE: the row count says whether this call changed anything, so two
         # operators flipping the same switch record one change, not two.
@@ -218,17 +220,24 @@ def _template_switch(*, template: Template, field: str, value: bool, actor: str)
                     "key": template.key,
                     "locale": template.locale,
                     field: value,
+                    **({"reason": reason} if reason else {}),
                 },
             )
     setattr(template, field, value)
     return bool(changed)
 
 
-def template_set_whitelisted(*, template: Template, value: bool, actor: str) -> bool:
+def template_set_whitelisted(
+    *, template: Template, value: bool, actor: str, reason: str = ""
+) -> bool:
     """Whitelist (or not) a template for sending; True if this call changed it."""
-    return _template_switch(template=template, field="whitelisted", value=value, actor=actor)
+    return _template_switch(
+        template=template, field="whitelisted", value=value, actor=actor, reason=reason
+    )
 
 
-def template_set_enabled(*, template: Template, value: bool, actor: str) -> bool:
+def template_set_enabled(*, template: Template, value: bool, actor: str, reason: str = "") -> bool:
     """Enable or disable a template; True if this call changed it."""
-    return _template_switch(template=template, field="enabled", value=value, actor=actor)
+    return _template_switch(
+        template=template, field="enabled", value=value, actor=actor, reason=reason
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -12,11 +12,20 @@ from rest_framework.test import APIClient
 
 from events.services import event_type_ensure
 from flags.services import flags_forget_cache
+from guard.measurements import measurements_discard
 from identity.auth import issue_access_token
 from identity.services import service_account_create
 
 # Real loopback servers for the network edge: smtp_server, sms_gateway.
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.identity.fixtures"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_counts_at_exit() -> Iterator[None]:
+    # The guard's measurements are buffered per process and written at exit; the test
+    # database is gone by then, so the last test's counts are dropped instead.
+    yield
+    measurements_discard()
 
 
 @pytest.fixture(autouse=True)

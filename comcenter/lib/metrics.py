@@ -52,3 +52,9 @@ RETENTION_PURGED = Counter(
     "Rows deleted by the retention purges, by table.",
     ["table"],
 )
+GUARD_TRIPS = Counter(
+    "comcenter_guard_trips_total",
+    "Incidents the automatic guard opened, by trigger (errors_5xx, jwt_failures, queue_depth, "
+    "ack_p95).",
+    ["trigger"],
+)

@@ -2,9 +2,11 @@
 
 The dispatcher knows only these types: it asks the registry for the provider of a channel,
 opens one session per batch (one SMTP connection, one keep-alive HTTP session), sends each
-message through it and reads either a `SendResult` or a `ProviderError`. A provider never lets
-any other exception out of `send()`, and decides alone whether a failure is permanent (the
-message goes to the dead-letter queue) or transient (it is retried with backoff).
+message through it and reads either a `SendResult` or a `ProviderError`. The session's `send`
+is a template method (as django-anymail's base backend runs one fixed pipeline): the base
+checks, the vendor delivers, the vendor's table classifies a failure as permanent (the
+message goes to the dead-letter queue) or transient (retried with backoff), the base logs it
+once. `http_error` is the classification every HTTP vendor shares (SMS gateway, helpdesk).
 
 Nothing here may put an address, a phone number or a message body into an exception message
 or a log line: those travel up into attempts, lineage rows and logs.
@@ -12,10 +14,15 @@ or a log line: those travel up into attempts, lineage rows and logs.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
 from types import TracebackType
+
+from comcenter.lib.http import HttpError
+
+logger = logging.getLogger(__name__)
 
 # Outcomes that are not a vendor reply get a symbolic response code, so attempts and metrics
 # can count them next to "550" or "429".
@@ -86,19 +93,83 @@ class ProviderError(Exception):
 
 class ProviderSession:
     """One open channel to a provider, reused for a batch of sends. Not thread-safe: a worker
-    opens its own. Use it as a context manager so the connection is closed on every path."""
+    opens its own. Use it as a context manager so the connection is closed on every path.
+
+    `send` is the one send pipeline, the same for every vendor: check -> deliver -> classify
+    -> log once. A subclass fills in `deliver` (and may add to `check` or `after_failure`);
+    the vendor's error table lives in its provider's `classify`. No subclass logs a failure
+    or raises anything but `ProviderError` out of `send`."""
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
 
     def send(self, message: OutboundMessage) -> SendResult:
-        """Deliver one message and return the provider's id and reply code.
+        """Deliver one message and return the provider's id and reply code, or raise
+        `ProviderError` (permanent or transient), logged once without address or body."""
+        try:
+            self.check(message)
+            return self.deliver(message)
+        except ProviderError as verdict:
+            self._log_failure(message, verdict)
+            raise
+        except Exception as exc:
+            error = self._classified(message, exc)
+            self.after_failure(exc)
+            self._log_failure(message, error)
+            # `from None`: the cause's text can quote the address or the payload.
+            raise error from None
 
-        A subclass must raise `ProviderError` (and nothing else) on failure, after mapping the
-        vendor's reply to permanent/transient, and must leave the session usable for the next
-        message (reconnecting lazily if the failure broke the connection)."""
+    def _classified(self, message: OutboundMessage, exc: Exception) -> ProviderError:
+        error = self.provider.classify(exc)
+        if error is not None:
+            return error
+        # Not a failure the vendor's table knows: a bug or an unforeseen reply. Transient, so
+        # the message is not lost; the traceback is for the operator.
+        logger.exception(
+            "provider raised an unexpected error",
+            extra={"provider": self.provider.name, "message_uid": message.message_uid},
+        )
+        return ProviderError(
+            f"unexpected {type(exc).__name__} from the provider",
+            permanent=False,
+            response_code=CODE_ERROR,
+        )
+
+    def check(self, message: OutboundMessage) -> None:
+        """Refuse a message that can never be sent as is, before any network call. A
+        subclass that adds checks calls this one first and raises `ProviderError`."""
+        if not message.to:
+            raise ProviderError(
+                "message has no recipient", permanent=True, response_code=CODE_INVALID
+            )
+
+    def deliver(self, message: OutboundMessage) -> SendResult:
+        """A subclass must hand the message to the vendor and return its id and reply code.
+        It lets the client's exceptions out (the provider's `classify` maps them) or raises
+        a `ProviderError` itself for a reply it judged; it must leave the session usable for
+        the next message (reconnecting lazily if the failure broke the connection)."""
         raise NotImplementedError
+
+    def after_failure(self, exc: BaseException) -> None:
+        """Runs after a client exception, before the error is raised: a subclass drops a
+        connection that the failure may have broken. Must not raise."""
 
     def close(self) -> None:
         """Release the connection. A subclass must make this idempotent and must not raise:
         it runs on error paths."""
+
+    def _log_failure(self, message: OutboundMessage, error: ProviderError) -> None:
+        logger.warning(
+            f"{self.provider.channel} send failed",
+            extra={
+                "request_id": message.request_id,
+                "message_uid": message.message_uid,
+                "provider": self.provider.name,
+                "response_code": error.response_code,
+                "permanent": error.permanent,
+                "error": error.message,
+            },
+        )
 
     def __enter__(self) -> ProviderSession:
         return self
@@ -145,6 +216,13 @@ class Provider:
         seconds. It may raise; `health()` turns any exception into ok=False."""
         raise NotImplementedError
 
+    def classify(self, exc: BaseException) -> ProviderError | None:
+        """A subclass maps an exception its client raised (a vendor reply, a timeout, a
+        refused connection) to a `ProviderError`, its vendor codes looked up in a class-level
+        table; None for one it does not know (the session then counts it transient). The
+        error's text must not quote the exception: that can hold the address or payload."""
+        return None
+
     def not_configured_detail(self) -> str:
         return f"{self.channel} provider {self.name} not configured: set {self.config_hint}"
 
@@ -174,3 +252,23 @@ class Provider:
                 result = HealthResult(ok=False, detail=f"{self.name}: {type(exc).__name__}")
             self._health_cached = (time.monotonic() + self.health_cache_seconds, result)
             return result
+
+
+def http_error(exc: HttpError, *, vendor: str, meaning: str = "", code: str = "") -> ProviderError:
+    """An HTTP vendor's failure: no answer is transient (a timeout may be an unknown outcome,
+    retried under the same Idempotency-Key); 429 and 5xx are transient with the vendor's
+    Retry-After; every other status is permanent. `code` is the vendor's own error code and
+    `meaning` its entry in the vendor's table; `vendor` names it in the text ("gateway")."""
+    if exc.status is None:
+        if exc.timed_out:
+            return ProviderError(f"{vendor} timed out", permanent=False, response_code=CODE_TIMEOUT)
+        return ProviderError(
+            f"{vendor} unreachable", permanent=False, response_code=CODE_CONNECTION
+        )
+    status = exc.status
+    return ProviderError(
+        f"{vendor} answered {status}: {meaning or 'no error code'}",
+        permanent=not (status == 429 or status >= 500),
+        retry_after=exc.retry_after,
+        response_code=f"{status}:{code}" if code else str(status),
+    )

@@ -96,7 +96,7 @@ class EmailProvider(Provider):
                 raise OSError("no SMTP connection")
             code, _reply = backend.connection.noop()
         except Exception as exc:  # every way a probe fails is "unhealthy"
-            return HealthResult(ok=False, detail=f"{where}: {self.error_from(exc).message}")
+            return HealthResult(ok=False, detail=f"{where}: {self.classify(exc).message}")
         finally:
             _quiet_close(backend)
         return HealthResult(ok=code == 250, detail=f"{where}: NOOP {code}")
@@ -119,9 +119,9 @@ class EmailProvider(Provider):
             email.attach_alternative(message.html, "text/html")
         return email
 
-    def error_from(self, exc: BaseException) -> ProviderError:
-        """Map any exception a backend raised to a ProviderError without quoting it (its text
-        can hold the address or the payload)."""
+    def classify(self, exc: BaseException) -> ProviderError:
+        """Any exception a backend raised, as a ProviderError that does not quote it (its
+        text can hold the address or the payload)."""
         kind = type(exc).__name__
         # Anymail's API errors are also requests' HTTPError, an OSError: test them first.
         if isinstance(exc, AnymailRecipientsRefused):
@@ -242,8 +242,10 @@ class EmailSession(ProviderSession):
     """One backend connection (one SMTP session) reused for every send of a batch. It
     connects at the first send and reconnects after any failure that may have broken it."""
 
+    provider: EmailProvider
+
     def __init__(self, provider: EmailProvider, *, timeout: float) -> None:
-        self._provider = provider
+        super().__init__(provider)
         try:
             self._backend = get_connection(fail_silently=False, timeout=timeout)
         except Exception as exc:  # a bad EMAIL_BACKEND path, an ESP missing its API key ...
@@ -256,41 +258,22 @@ class EmailSession(ProviderSession):
         self._connected = False
         self._is_smtp = isinstance(self._backend, SmtpBackend)
 
-    def send(self, message: OutboundMessage) -> SendResult:
-        if not message.to:
-            raise ProviderError(
-                "message has no recipient", permanent=True, response_code=CODE_INVALID
-            )
-        try:
-            email = self._provider.email_build(message)
-            if not self._connected:
-                # Opened explicitly: send_messages() would otherwise open and close a
-                # connection per call.
-                self._backend.open()
-                self._connected = True
-            accepted = self._backend.send_messages([email])
-        except Exception as exc:
-            error = self._provider.error_from(exc)
-            if not _connection_survives(exc):
-                self.close()
-            logger.warning(
-                "email send failed",
-                extra={
-                    "request_id": message.request_id,
-                    "message_uid": message.message_uid,
-                    "provider": self._provider.name,
-                    "response_code": error.response_code,
-                    "permanent": error.permanent,
-                    "error": error.message,
-                },
-            )
-            # `from None`: the cause's text can quote the address or the payload.
-            raise error from None
-        if accepted != 1:
+    def deliver(self, message: OutboundMessage) -> SendResult:
+        email = self.provider.email_build(message)
+        if not self._connected:
+            # Opened explicitly: send_messages() would otherwise open and close a
+            # connection per call.
+            self._backend.open()
+            self._connected = True
+        if self._backend.send_messages([email]) != 1:
             raise ProviderError(
                 "email backend accepted no message", permanent=False, response_code=CODE_ERROR
             )
         return self._result(email)
+
+    def after_failure(self, exc: BaseException) -> None:
+        if not _connection_survives(exc):
+            self.close()
 
     def _result(self, email: EmailMultiAlternatives) -> SendResult:
         message_id = email.extra_headers["Message-ID"]

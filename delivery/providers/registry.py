@@ -21,7 +21,14 @@ _lock = threading.Lock()
 _providers: dict[str, Provider] = {}
 
 # Settings that change what a provider instance would do or report.
-_RELEVANT_PREFIXES = ("DELIVERY_PROVIDERS", "EMAIL_", "DEFAULT_FROM_EMAIL", "ANYMAIL", "SMS_")
+_RELEVANT_PREFIXES = (
+    "DELIVERY_PROVIDERS",
+    "EMAIL_",
+    "DEFAULT_FROM_EMAIL",
+    "ANYMAIL",
+    "SMS_",
+    "HELPDESK_",
+)
 
 
 def _build(channel: str, dotted_path: str) -> Provider:

@@ -18,15 +18,13 @@ from django.conf import settings
 
 from comcenter.lib import http
 from delivery.providers.base import (
-    CODE_CONNECTION,
-    CODE_INVALID,
-    CODE_TIMEOUT,
     HealthResult,
     OutboundMessage,
     Provider,
     ProviderError,
     ProviderSession,
     SendResult,
+    http_error,
 )
 
 logger = logging.getLogger(__name__)
@@ -89,29 +87,17 @@ class TwilioSmsProvider(Provider):
                 "GET", f"{self.account_url()}.json", timeout=timeout, auth=self.auth()
             )
         except http.HttpError as exc:
-            return HealthResult(ok=False, detail=f"gateway {host}: {self.error_from(exc).message}")
+            error = self.classify(exc)
+            assert error is not None  # an HttpError always classifies
+            return HealthResult(ok=False, detail=f"gateway {host}: {error.message}")
         return HealthResult(ok=True, detail=f"gateway {host}: {response.status}")
 
-    def error_from(self, exc: http.HttpError) -> ProviderError:
-        if exc.status is None:
-            if exc.timed_out:
-                # The request may have been written: an unknown outcome, retried under the
-                # same Idempotency-Key.
-                return ProviderError(
-                    "gateway timed out", permanent=False, response_code=CODE_TIMEOUT
-                )
-            return ProviderError(
-                "gateway unreachable", permanent=False, response_code=CODE_CONNECTION
-            )
-        status = exc.status
-        code = _error_code(exc.body)
-        meaning = self.ERROR_CODES.get(code, f"error code {code}") if code else "no error code"
-        return ProviderError(
-            f"gateway answered {status}: {meaning}",
-            permanent=not (status == 429 or status >= 500),
-            retry_after=exc.retry_after,
-            response_code=f"{status}:{code}" if code else str(status),
-        )
+    def classify(self, exc: BaseException) -> ProviderError | None:
+        if not isinstance(exc, http.HttpError):
+            return None
+        code = _error_code(exc.body) if exc.status is not None else None
+        meaning = self.ERROR_CODES.get(code, f"error code {code}") if code else ""
+        return http_error(exc, vendor="gateway", meaning=meaning, code=str(code or ""))
 
 
 def _error_code(body: bytes) -> int | None:
@@ -126,47 +112,30 @@ def _error_code(body: bytes) -> int | None:
 class SmsSession(ProviderSession):
     """One keep-alive HTTP session to the gateway for a batch of sends."""
 
+    provider: TwilioSmsProvider
+
     def __init__(self, provider: TwilioSmsProvider, *, timeout: float) -> None:
-        self._provider = provider
+        super().__init__(provider)
         self._timeout = timeout
         self._url = f"{provider.account_url()}/Messages.json"
         self._auth = provider.auth()
         self._from = settings.SMS_FROM
         self._http: requests.Session | None = http.session_new()
 
-    def send(self, message: OutboundMessage) -> SendResult:
-        if not message.to:
-            raise ProviderError(
-                "message has no recipient", permanent=True, response_code=CODE_INVALID
-            )
+    def deliver(self, message: OutboundMessage) -> SendResult:
         if self._http is None:
             self._http = http.session_new()
-        try:
-            response = http.request(
-                "POST",
-                self._url,
-                session=self._http,
-                timeout=self._timeout,
-                # Stable across attempts, so a gateway that dedupes keys sends once even when
-                # a worker dies between writing the request and reading the answer.
-                headers={"Idempotency-Key": message.message_uid},
-                data={"To": message.to, "From": self._from, "Body": message.text},
-                auth=self._auth,
-            )
-        except http.HttpError as exc:
-            error = self._provider.error_from(exc)
-            logger.warning(
-                "sms send failed",
-                extra={
-                    "request_id": message.request_id,
-                    "message_uid": message.message_uid,
-                    "provider": self._provider.name,
-                    "response_code": error.response_code,
-                    "permanent": error.permanent,
-                    "error": error.message,
-                },
-            )
-            raise error from None
+        response = http.request(
+            "POST",
+            self._url,
+            session=self._http,
+            timeout=self._timeout,
+            # Stable across attempts, so a gateway that dedupes keys sends once even when
+            # a worker dies between writing the request and reading the answer.
+            headers={"Idempotency-Key": message.message_uid},
+            data={"To": message.to, "From": self._from, "Body": message.text},
+            auth=self._auth,
+        )
         return SendResult(provider_message_id=_sid(response), response_code=str(response.status))
 
     def close(self) -> None:

@@ -110,9 +110,7 @@ def test_a_superseded_worker_records_only_a_stale_attempt(email_only, accept):
     moved = message_transition(
         changes=[Change(message=slow, values={"attempts": 1}, attempt=late)],
         state="sent",
-        from_states=["dispatching"],
         reason="provider accepted",
-        fenced=True,
     )
 
     assert moved == []

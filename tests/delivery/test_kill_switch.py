@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.db.models import Max
 
-from delivery.clock import db_now
+from comcenter.lib.db import db_now
 from delivery.models import Message
 from tests.delivery.conftest import set_flag, wait_until
 

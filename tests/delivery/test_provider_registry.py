@@ -10,12 +10,14 @@ from pytest_django.fixtures import Settings
 from delivery.providers.email import EmailProvider
 from delivery.providers.registry import all_providers, provider_for
 from delivery.providers.sms import TwilioSmsProvider
+from support.helpdesk import RichpanelProvider
 
 
 def test_it_serves_each_channel_from_its_dotted_path() -> None:
     assert isinstance(provider_for("email"), EmailProvider)
     assert isinstance(provider_for("sms"), TwilioSmsProvider)
-    assert {p.channel for p in all_providers()} == {"email", "sms"}
+    assert isinstance(provider_for("helpdesk"), RichpanelProvider)
+    assert {p.channel for p in all_providers()} == {"email", "sms", "helpdesk"}
 
 
 def test_it_returns_the_same_instance_until_settings_change(settings: Settings) -> None:

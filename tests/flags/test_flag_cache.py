@@ -66,5 +66,5 @@ def test_it_rereads_after_forget(db, settings, clock):
 
 
 def test_it_keeps_the_window_within_the_spec(settings):
-    # SPEC §6: every node within 5 s. The window is the only delay of a per-process cache.
+    # Every node within 5 s. The window is the only delay of a per-process cache.
     assert settings.FLAG_CACHE_SECONDS <= 5

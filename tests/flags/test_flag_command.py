@@ -1,4 +1,4 @@
-"""`manage.py flag`: list, show, set with a reason, and clear errors (SPEC §14)."""
+"""`manage.py flag`: list, show, set with a reason, and clear errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The effective value of a flag: env safe value > operator > env > default (SPEC §6)."""
+"""The effective value of a flag: env safe value > operator > env > default."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ def _state(name: str):
     return next(state for state in flag_states() if state.name == name)
 
 
-def test_it_defines_the_seven_flags_of_the_spec():
+def test_it_defines_the_eight_flags_of_the_spec():
     assert {name: (d.default, d.safe) for name, d in FLAGS.items()} == {
         "DISABLE_SEND": (True, True),
         "DISPATCH_PAUSED": (False, True),
+        "INTAKE_PAUSED": (False, True),
         "PROMO_SENDS": (False, False),
         "RETRIES_ENABLED": (True, False),
         "RATE_LIMIT_ENABLED": (True, True),

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import jwt
 import pytest
 
 from events.models import Event, EventStatus, OutboxState
@@ -26,6 +27,22 @@ def test_it_accepts_an_rs256_token_as_the_subject_of_the_issuer(
     assert event.status == EventStatus.ACCEPTED
     assert event.outbox_state == OutboxState.PENDING
     assert event.pending_token == ""
+
+
+@pytest.mark.parametrize(
+    "dropped",
+    [("nbf",), ("iat",), ("nbf", "iat")],
+    ids=["no nbf (Keycloak, Auth0)", "no iat", "neither"],
+)
+def test_it_accepts_standard_access_tokens_without_nbf_or_iat(
+    dropped: tuple[str, ...], idp: Idp, event_types: Any, make_event: MakeEvent
+) -> None:
+    token = idp.token(**dict.fromkeys(dropped))
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert not set(dropped) & set(claims)
+    response = post_event(token, make_event())
+    assert response.status_code == 202, response.content
+    assert response.json()["status"] == "accepted"
 
 
 def test_it_accepts_an_es256_token(idp: Idp, event_types: Any, make_event: MakeEvent) -> None:

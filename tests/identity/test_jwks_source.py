@@ -14,6 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from events.models import Event, EventStatus
+from events.pending import pending_verify
 from identity.jwks import (
     KeyStatus,
     _Fetch,
@@ -71,11 +72,23 @@ def test_it_refetches_at_most_once_per_cooldown_for_unknown_kids(
     idp: Idp, settings: Any, event_types: Any, make_event: MakeEvent
 ) -> None:
     settings.JWKS_REFETCH_COOLDOWN = 10.0
+    settings.AUTH_PENDING_MAX_PER_ISSUER = 5
     assert post_event(idp.token(), make_event("evt-0")).status_code == 202
+    # Inside the cool-down our keys cannot say whether a kid is new: each token is held,
+    # none causes a fetch, and the per-issuer cap bounds how many are held.
     for n in range(5):
         forged = idp.token(idp.keys.attacker, headers={"kid": f"random-{n}"})
-        assert status_of(post_event(forged, make_event(f"evt-{n + 1}"))) == (401, "unknown_kid")
+        assert status_of(post_event(forged, make_event(f"evt-{n + 1}"))) == (202, "auth_pending")
+    overflow = idp.token(idp.keys.attacker, headers={"kid": "random-5"})
+    assert status_of(post_event(overflow, make_event("evt-6"))) == (503, "auth_pending_full")
     assert idp.fetches == 1
+    # The verifier's fetch (keys fetched after their arrival) settles all of them.
+    assert pending_verify() == {"released": 0, "rejected": 5, "waiting": 0}
+    assert idp.fetches == 2
+    reasons = Event.objects.filter(status=EventStatus.REJECTED).values_list(
+        "status_reason", flat=True
+    )
+    assert {reason.split(":")[0] for reason in reasons} == {"unknown_kid"}
 
 
 def test_it_remembers_unknown_kids_so_they_cannot_force_fetches(

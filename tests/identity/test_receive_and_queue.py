@@ -1,4 +1,4 @@
-"""Receive-and-queue (SPEC §9): while no key can be had, tokens that claim our issuer and
+"""Receive-and-queue: while no key can be had, tokens that claim our issuer and
 audience are let in as auth_pending and nothing of theirs is dispatched; once the JWKS is back
 the verifier releases the valid events in receipt order and rejects the rest, audited."""
 
@@ -134,6 +134,32 @@ def test_it_keeps_an_ordering_key_waiting_behind_an_unverifiable_event(
     released = AuditRecord.objects.filter(kind="event.verified").order_by("id")
     order = list(released.values_list("event_uid", flat=True))
     assert order == [other.uid, first.uid, second.uid]
+
+
+def test_it_holds_a_rotated_kid_during_the_cooldown_and_verifies_it_later(
+    idp: Idp, settings: Any, event_types: Any, make_event: MakeEvent
+) -> None:
+    """The identity provider rotates to key b and goes down, within the cool-down of our last
+    fetch: every token with the new kid is held (none refused for our keys' age, whatever
+    the timing), and verified once keys fetched after their arrival can be had."""
+    settings.JWKS_REFETCH_COOLDOWN = 30.0
+    keys = idp.keys
+    assert post_event(idp.token(), make_event("evt-0")).json()["status"] == "accepted"
+    fetched = idp.fetches
+    idp.publish(keys.rsa_b)
+    first = post_event(idp.token(keys.rsa_b), make_event("evt-1"))
+    idp.go_down()
+    second = post_event(idp.token(keys.rsa_b), make_event("evt-2"))
+    for response in (first, second):
+        assert response.status_code == 202, response.content
+        assert response.json()["status"] == "auth_pending"
+    assert idp.fetches == fetched  # the cool-down holds
+    assert pending_verify() == {"released": 0, "rejected": 0, "waiting": 2}
+    idp.publish(keys.rsa_b)
+    assert pending_verify() == {"released": 2, "rejected": 0, "waiting": 0}
+    for response in (first, second):
+        event = Event.objects.get(uid=response.json()["id"])
+        assert (event.status, event.outbox_state) == (EventStatus.ACCEPTED, OutboxState.PENDING)
 
 
 def test_it_caps_pending_events_per_issuer(

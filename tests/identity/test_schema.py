@@ -24,6 +24,7 @@ def test_it_documents_the_webhook_endpoint_headers_and_errors(db: Any) -> None:
         "415",
         "422",
         "429",
+        "503",
     }
     assert operation["security"] == [{"webhookSignature": []}]
     scheme = schema["components"]["securitySchemes"]["webhookSignature"]

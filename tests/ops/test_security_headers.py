@@ -1,4 +1,4 @@
-"""The six security headers of SPEC §7 on every response; HSTS on HTTPS only."""
+"""The six security headers on every response; HSTS on HTTPS only."""
 
 from __future__ import annotations
 

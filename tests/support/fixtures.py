@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from pytest_django.fixtures import Settings
 
+from tests.support.helpdesk import Helpdesk
 from tests.support.http_stub import HttpStub
 from tests.support.sms_gateway import SmsGateway
 from tests.support.smtp import SmtpServer
@@ -50,3 +51,14 @@ def http_stub() -> Iterator[HttpStub]:
         yield stub
     finally:
         stub.stop()
+
+
+@pytest.fixture
+def helpdesk(settings: Settings) -> Iterator[Helpdesk]:
+    desk = Helpdesk().start()
+    for name, value in desk.env().items():
+        setattr(settings, name, value)
+    try:
+        yield desk
+    finally:
+        desk.stop()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import threading
 import uuid
 from collections import deque
@@ -167,10 +166,10 @@ class _Handler(LoopbackHandler):
         )
 
         if kind == "other":
-            self._send(404, gateway.error_body(404, 20404, "not found"))
+            self.send_json(404, gateway.error_body(404, 20404, "not found"))
             return
         if not self._authorized():
-            self._send(401, gateway.error_body(401, 20003, "Authenticate"))
+            self.send_json(401, gateway.error_body(401, 20003, "Authenticate"))
             return
         answer = gateway._next_answer(kind)
         if answer is not None and answer.status is None:
@@ -179,10 +178,10 @@ class _Handler(LoopbackHandler):
         if answer is not None:
             if answer.delay:
                 gateway._stopping.wait(answer.delay)
-            self._send(answer.status, answer.body, answer.headers)
+            self.send_json(answer.status, answer.body, answer.headers)
             return
         if kind == "account":
-            self._send(200, {"sid": gateway.account_sid, "status": "active"})
+            self.send_json(200, {"sid": gateway.account_sid, "status": "active"})
             return
         self._deliver(form)
 
@@ -191,12 +190,14 @@ class _Handler(LoopbackHandler):
         missing = [name for name in ("To", "From", "Body") if not form.get(name)]
         if missing:
             code = {"To": 21604, "From": 21603, "Body": 21602}[missing[0]]
-            self._send(400, gateway.error_body(400, code, f"{missing[0]} is required"))
+            self.send_json(400, gateway.error_body(400, code, f"{missing[0]} is required"))
             return
         sid = gateway._accept(self.headers.get("Idempotency-Key"))
         if delay:
             gateway._stopping.wait(delay)
-        self._send(201, {"sid": sid, "status": "queued", "to": form["To"], "from": form["From"]})
+        self.send_json(
+            201, {"sid": sid, "status": "queued", "to": form["To"], "from": form["From"]}
+        )
 
     def _authorized(self) -> bool:
         header = self.headers.get("Authorization", "")
@@ -208,24 +209,6 @@ class _Handler(LoopbackHandler):
         except (binascii.Error, UnicodeDecodeError):
             return False
         return decoded == f"{self.gateway.account_sid}:{self.gateway.auth_token}"
-
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        if body is None:
-            payload = b""
-        elif isinstance(body, bytes):
-            payload = body
-        else:
-            payload = json.dumps(body).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-        except OSError:
-            self.close_connection = True
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """Template injection: forbidden tags and filters are refused when saved AND when rendered,
-and nothing but plain data reaches a template (PITFALLS "DB-stored Django templates")."""
+and nothing but plain data reaches a template."""
 
 from __future__ import annotations
 

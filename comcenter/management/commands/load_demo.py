@@ -15,6 +15,7 @@ from delivery.routes import route_ensure
 from events.services import event_type_ensure
 from identity.models import ServiceAccount
 from identity.services import service_account_create, service_account_ensure
+from support.demo import support_demo_load
 from templates.models import Template
 from templates.services import template_create
 
@@ -95,10 +96,13 @@ class Command(BaseCommand):
                 channel=channel,
                 position=position,
             )
+        support = support_demo_load(actor="load_demo")
         self._demo_account()
         self.stdout.write(
             f"demo data loaded: {len(DEMO_EVENT_TYPES)} event types, "
-            f"{created_templates} new templates, {len(DEMO_ROUTES)} routes"
+            f"{created_templates} new templates, {len(DEMO_ROUTES)} routes; support routing: "
+            f"{support['rules']} new rules, {support['templates']} new templates, "
+            f"{support['routes']} routes"
         )
 
     def _demo_account(self) -> None:

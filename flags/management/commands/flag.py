@@ -1,4 +1,4 @@
-"""`manage.py flag [NAME on|off --reason TEXT] [--actor WHO]` (SPEC §14).
+"""`manage.py flag [NAME on|off --reason TEXT] [--actor WHO]`.
 
 Bare `flag` lists every flag with its effective value and where it comes from; `flag NAME`
 shows one; `flag NAME on|off --reason …` sets the operator's value, recorded as done by the
@@ -6,11 +6,11 @@ OS user (or `--actor`) through the command."""
 
 from __future__ import annotations
 
-import getpass
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from comcenter.lib.actors import os_user
 from flags.models import FlagSource
 from flags.registry import FLAGS
 from flags.services import FlagState, flag_set, flag_states
@@ -20,13 +20,6 @@ _VALUES = {"on": True, "off": False}
 
 def _word(value: bool | None) -> str:
     return "-" if value is None else ("on" if value else "off")
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER, as in some containers
-        return "unknown"
 
 
 class Command(BaseCommand):
@@ -54,7 +47,7 @@ class Command(BaseCommand):
             raise CommandError(f"the value must be on or off, not {raw_value!r}")
         if not options["reason"].strip():
             raise CommandError("--reason is required to change a flag")
-        actor = options["actor"].strip() or _os_user()
+        actor = options["actor"].strip() or os_user()
         try:
             change = flag_set(
                 name=name,

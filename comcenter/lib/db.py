@@ -1,0 +1,237 @@
+"""The database seam: the one place that knows which database runs, builds SQL from model
+metadata, reads the database clock and sets up each connection.
+
+SQL written here and in the PostgreSQL writers names no table or column literally: every
+identifier comes from a model's `_meta`, so a new field cannot silently miss a statement
+(tests/delivery/test_parity.py compares them with the ORM)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import re
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import connection, models
+from django.db.models.sql import UpdateQuery
+from django.utils.dateparse import parse_datetime
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def quote(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _prepare(field: models.Field[Any, Any], value: Any) -> Any:
+    # Only JSON needs Django's preparation (to the driver's Jsonb adapter); the driver adapts
+    # str, int, bool, UUID, aware datetimes and None as they are, and preparing every value
+    # through its field costs more than the statement itself.
+    if isinstance(field, models.JSONField):
+        return field.get_db_prep_save(value, connection)
+    return value
+
+
+def column_of(field: models.Field[Any, Any]) -> str:
+    """A concrete field's column (the stubs allow None, which only non-concrete fields have)."""
+    assert field.column is not None
+    return field.column
+
+
+def insert_fields(model: type[models.Model]) -> list[models.Field[Any, Any]]:
+    """The columns an insert names: not the primary key, not those with a database default
+    (timestamps then come from the database clock)."""
+    return [f for f in model._meta.concrete_fields if not f.primary_key and not f.has_db_default()]
+
+
+def rows_insert(model: type[models.Model], objs: Sequence[models.Model]) -> None:
+    """Insert unsaved rows with COPY (PostgreSQL) or bulk_create; primary keys stay unset."""
+    if not objs:
+        return
+    if not is_postgres():
+        model._default_manager.bulk_create(objs, batch_size=500)
+        return
+    fields = insert_fields(model)
+    columns = ", ".join(quote(column_of(f)) for f in fields)
+    sql = f"COPY {quote(model._meta.db_table)} ({columns}) FROM STDIN"
+    with connection.cursor() as cursor, driver_statement(sql), cursor.cursor.copy(sql) as copy:
+        for obj in objs:
+            copy.write_row([_prepare(f, getattr(obj, f.attname)) for f in fields])
+
+
+_LENGTH = re.compile(r"\(\d+(?:,\s*\d+)?\)")
+
+
+@contextlib.contextmanager
+def driver_statement(sql: str) -> Iterator[None]:
+    """Around a statement sent through the driver's own cursor (COPY, prepared statements),
+    which Django's query log does not see: logs it like Django's own, so DEBUG and the
+    query-count tests count every round trip."""
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        if connection.queries_logged:
+            elapsed = time.monotonic() - start
+            connection.queries_log.append({"sql": sql, "time": f"{elapsed:.3f}"})
+
+
+def _field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field)
+    return field
+
+
+@functools.lru_cache(maxsize=256)
+def column(model: type[models.Model], name: str) -> tuple[str, str, bool]:
+    """(quoted column, SQL type, is JSON) of a field, by name. The type has no length: an
+    explicit cast to varchar(n) truncates silently, while the column itself refuses an
+    over-long value, as it does for the ORM."""
+    field = _field(model, name)
+    sql_type = _LENGTH.sub("", field.db_type(connection) or "")
+    return quote(column_of(field)), sql_type, isinstance(field, models.JSONField)
+
+
+def rows_source(model: type[models.Model], alias: str, names: Sequence[str], many: bool) -> str:
+    """Rows as a FROM item: one array parameter per column (`unnest`) for many rows, so the
+    statement text does not grow with their number; plain typed parameters for one row (the
+    common case of a send's result, and cheaper for the driver to adapt than arrays)."""
+    columns = ", ".join(column(model, n)[0] for n in names)
+    if many:
+        arrays = ", ".join(f"%s::{column(model, n)[1]}[]" for n in names)
+        return f"unnest({arrays}) AS {alias}({columns})"
+    values = ", ".join(f"%s::{column(model, n)[1]}" for n in names)
+    return f"(VALUES ({values})) AS {alias}({columns})"
+
+
+def rows_params(
+    model: type[models.Model], names: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> list[Any]:
+    """The parameters of `rows_source` (JSON values as their text)."""
+    json_columns = [column(model, n)[2] for n in names]
+    if len(rows) == 1:
+        return [
+            json.dumps(v) if is_json and v is not None else v
+            for v, is_json in zip(rows[0], json_columns, strict=True)
+        ]
+    columns: list[list[Any]] = [[] for _ in names]
+    for row in rows:
+        for values, value in zip(columns, row, strict=True):
+            values.append(value)
+    for i, is_json in enumerate(json_columns):
+        if is_json:
+            columns[i] = [None if v is None else json.dumps(v) for v in columns[i]]
+    return columns
+
+
+def insert_row_sql(
+    model: type[models.Model], alias: str, computed: dict[str, str] | None = None
+) -> str:
+    """INSERT of one row of `model` (its insert_fields, as typed parameters named `alias`),
+    to which a caller appends ON CONFLICT, RETURNING or a join; parameters: insert_row_params.
+    `computed` replaces a field's value by an SQL expression over `alias` (its parameter is
+    still passed, so the parameters stay those of insert_row_params)."""
+    names = [f.name for f in insert_fields(model)]
+    columns = ", ".join(column(model, n)[0] for n in names)
+    computed = computed or {}
+    picked = ", ".join(computed.get(n) or f"{alias}.{column(model, n)[0]}" for n in names)
+    return (
+        f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "  # noqa: S608
+        f"SELECT {picked} FROM {rows_source(model, alias, names, many=False)}"
+    )
+
+
+def insert_row_params(obj: models.Model) -> list[Any]:
+    fields = insert_fields(type(obj))
+    return rows_params(
+        type(obj), [f.name for f in fields], [[getattr(obj, f.attname) for f in fields]]
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _assignments_cached(
+    model: type[models.Model], items: tuple[tuple[str, Any], ...]
+) -> tuple[str, tuple[Any, ...]]:
+    query = UpdateQuery(model)
+    compiler = query.get_compiler(connection=connection)
+    sets: list[str] = []
+    params: list[Any] = []
+    for name, value in items:
+        field = _field(model, name)
+        if hasattr(value, "resolve_expression"):
+            sql, sql_params = compiler.compile(
+                value.resolve_expression(query, allow_joins=False, for_save=True)
+            )
+        else:
+            sql, sql_params = "%s", [field.get_db_prep_save(value, connection)]
+        sets.append(f"{quote(column_of(field))} = {sql}")
+        params.extend(sql_params)
+    return ", ".join(sets), tuple(params)
+
+
+def assignments(model: type[models.Model], values: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The SET clause for `values`; ORM expressions (Now(), F() + 1) are compiled by Django,
+    plain values become parameters. Compiled once per distinct set of values."""
+    items = tuple(values.items())
+    try:
+        sql, params = _assignments_cached(model, items)
+    except TypeError:  # an unhashable value: compile without the cache
+        sql, params = _assignments_cached.__wrapped__(model, items)
+    return sql, list(params)
+
+
+def db_now() -> datetime:
+    """The database's current time (aware, UTC). Leases, due times and expiry compare against
+    it, never against the host's clock: worker nodes' clocks drift, the database is the one
+    clock they all share."""
+    with connection.cursor() as cursor:
+        if is_postgres():
+            cursor.execute("SELECT STATEMENT_TIMESTAMP()")
+        else:
+            # The same expression Django's Now() uses on SQLite (millisecond precision, UTC).
+            cursor.execute("SELECT STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW')")
+        value = cursor.fetchone()[0]
+    if isinstance(value, str):
+        parsed = parse_datetime(value)
+        if parsed is None:
+            raise ValueError("the database returned an unreadable timestamp")
+        value = parsed
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+class DbClock:
+    """The database time read once, advanced by this process's monotonic clock: DB-clock
+    readings for every message of a batch without a query each."""
+
+    def __init__(self) -> None:
+        self._base = db_now()
+        self._mono = time.monotonic()
+
+    def now(self) -> datetime:
+        return self._base + timedelta(seconds=time.monotonic() - self._mono)
+
+
+def connection_setup(*, connection: Any, **kwargs: Any) -> None:
+    """The `connection_created` receiver (connected in comcenter.apps): per-connection
+    settings of PostgreSQL: our hot statements are prepared.
+
+    Their text is the same for every call of a shape (several rows travel as array
+    parameters), so PostgreSQL parses and plans them once per connection instead of every
+    time (figures: bench/NOTES.md). Django turns automatic preparation off (None, which also
+    ignores prepare=True) for the sake of transaction-mode poolers; a threshold no statement
+    reaches keeps Django's own statements unprepared while `prepare=True` works. Only
+    prepared statements follow plan_cache_mode: plan once, not at every bind. With a pooler
+    in front, it must be one that supports prepared statements (PgBouncer >= 1.21)."""
+    if connection.vendor != "postgresql":
+        return
+    connection.connection.prepare_threshold = 2**31
+    with connection.connection.cursor() as cursor:
+        cursor.execute("SET plan_cache_mode = force_generic_plan")

@@ -1,0 +1,177 @@
+"""The PostgreSQL writer of delivery/transitions.py: a group of moves as one statement.
+
+At the delivery target (1,000 messages/s, several rows each) the ORM's per-row cost alone
+would exceed the machine (figures: bench/NOTES.md), so this writer builds one statement per
+shape from model metadata (comcenter/lib/db.py); the ORM writer in transitions.py gives the
+same rows on SQLite, and tests/delivery/test_parity.py compares the two on PostgreSQL."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import psycopg
+from django.db import connection
+
+from audit.models import AuditRecord
+from comcenter.lib.db import (
+    assignments,
+    column,
+    driver_statement,
+    insert_fields,
+    quote,
+    rows_params,
+    rows_source,
+)
+from delivery.models import Attempt, Lane, Message, MessageState
+
+if TYPE_CHECKING:
+    from delivery.transitions import Change, Write
+
+# The statements below are built from model metadata (quoted identifiers); every value is a
+# query parameter, hence the S608 exemptions.
+
+
+def _m(name: str) -> str:
+    return column(Message, name)[0]
+
+
+def _lane(name: str) -> str:
+    return column(Lane, name)[0]
+
+
+@functools.lru_cache(maxsize=128)
+def _transition_sql(
+    set_sql: str,
+    columns: tuple[str, ...],
+    fenced: bool,
+    frees_lane: bool,
+    raises_done: bool,
+    rows: int,
+    attempts: int,
+    lineage: int,
+) -> str:
+    """The statement for one shape; `rows`, `attempts`, `lineage`: 0, 1 or 2 (= several)."""
+    table = quote(Message._meta.db_table)
+    pk, lane_id, sequence, token = _m("id"), _m("lane"), _m("sequence"), _m("lease_token")
+    names = ("id", "state", "lease_token", *columns)
+    returned = ", ".join(f"{table}.{c}" for c in (pk, token, lane_id, sequence))
+    if rows:
+        sets = [set_sql] + [f"{_m(n)} = v.{_m(n)}" for n in columns]
+        conditions = [f"{table}.{pk} = v.{pk}", f"{table}.{_m('state')} = v.{_m('state')}"]
+        if fenced:
+            conditions.append(f"{table}.{token} = v.{token}")
+        source = rows_source(Message, "v", names, rows > 1)
+        moved = (
+            f"UPDATE {table} SET {', '.join(sets)} FROM {source} "  # noqa: S608
+            f"WHERE {' AND '.join(conditions)} RETURNING {returned}"
+        )
+    else:
+        moved = f"SELECT {returned} FROM {table} WHERE false"  # noqa: S608
+    parts = [f"moved AS ({moved})"]
+    if frees_lane or raises_done:
+        lanes = quote(Lane._meta.db_table)
+        busy, done = _lane("busy_until"), _lane("done_sequence")
+        sets = []
+        if frees_lane:
+            # Unless another message of the lane is dispatching: a lost worker's lane can
+            # have been claimed again after its lease ran out, and that claim keeps it busy.
+            sets.append(
+                f"{busy} = CASE WHEN EXISTS (SELECT 1 FROM {table} d "  # noqa: S608
+                f"WHERE d.{lane_id} = {lanes}.{_lane('id')} "
+                f"AND d.{_m('state')} = '{MessageState.DISPATCHING.value}' "
+                f"AND d.{pk} NOT IN (SELECT {pk} FROM moved)) "
+                f"THEN {lanes}.{busy} END"
+            )
+        if raises_done:
+            sets.append(f"{done} = GREATEST({lanes}.{done}, m.done)")
+        parts.append(
+            f"lanes AS (UPDATE {lanes} SET {', '.join(sets)} FROM "  # noqa: S608
+            f"(SELECT {lane_id}, COALESCE(MAX({sequence}), 0) AS done FROM moved "
+            f"GROUP BY {lane_id}) m WHERE {lanes}.{_lane('id')} = m.{lane_id})"
+        )
+    if attempts:
+        names_a = [f.name for f in insert_fields(Attempt) if f.name != "stale"]
+        cols = ", ".join(column(Attempt, n)[0] for n in names_a)
+        parts.append(
+            f"attempt AS (INSERT INTO {quote(Attempt._meta.db_table)} "  # noqa: S608
+            f"({cols}, {column(Attempt, 'stale')[0]}) "
+            f"SELECT {', '.join('a.' + column(Attempt, n)[0] for n in names_a)}, "
+            f"moved.{pk} IS NULL FROM {rows_source(Attempt, 'a', names_a, attempts > 1)} "
+            f"LEFT JOIN moved ON moved.{pk} = a.{column(Attempt, 'message')[0]})"
+        )
+    if lineage:
+        names_l = [f.name for f in insert_fields(AuditRecord)]
+        cols = ", ".join(column(AuditRecord, n)[0] for n in names_l)
+        # The message id travels in the record's own id column of the VALUES list.
+        record_id = column(AuditRecord, "id")[0]
+        parts.append(
+            f"lineage AS (INSERT INTO {quote(AuditRecord._meta.db_table)} ({cols}) "  # noqa: S608
+            f"SELECT {', '.join('l.' + column(AuditRecord, n)[0] for n in names_l)} "
+            f"FROM {rows_source(AuditRecord, 'l', ['id', *names_l], lineage > 1)} "
+            f"JOIN moved ON moved.{pk} = l.{record_id})"
+        )
+    return (
+        f"WITH {', '.join(parts)} "  # noqa: S608
+        f"SELECT set_config('synchronous_commit', %s, true), {pk}, {token} FROM moved"
+    )
+
+
+def transition_pg(
+    group: Sequence[Change], write: Write, lineage: dict[int, AuditRecord]
+) -> dict[int, int]:
+    """One group of moves (see transitions.Write) as one statement; returns {message id:
+    lease_token} of the messages that moved.
+
+    A row moves only if its state (and, fenced, its lease_token) is still what the caller
+    loaded. The same statement inserts the group's attempts (stale when their message did not
+    move) and the lineage rows of the messages that moved, and updates their lanes
+    (frees_lane, raises_done). One round trip instead of five per send; with `durable=False`
+    the commit does not wait for the WAL flush."""
+    set_sql, params = assignments(Message, write.values)
+    attempts = [c for c in group if c.attempt is not None]
+    sql = _transition_sql(
+        set_sql,
+        write.plain,
+        write.fenced,
+        write.frees_lane,
+        write.raises_done,
+        min(len(group), 2),
+        min(len(attempts), 2),
+        min(len(lineage), 2),
+    )
+    names = ("id", "state", "lease_token", *write.plain)
+    params += rows_params(
+        Message,
+        names,
+        [
+            [c.message.pk, str(c.message.state), c.message.lease_token]
+            + [c.values[n] for n in write.plain]
+            for c in group
+        ],
+    )
+    if attempts:
+        fields = [f for f in insert_fields(Attempt) if f.name != "stale"]
+        params += rows_params(
+            Attempt,
+            [f.name for f in fields],
+            [[getattr(c.attempt, f.attname) for f in fields] for c in attempts],
+        )
+    if lineage:
+        fields = insert_fields(AuditRecord)
+        params += rows_params(
+            AuditRecord,
+            ["id", *[f.name for f in fields]],
+            [[pk] + [getattr(r, f.attname) for f in fields] for pk, r in lineage.items()],
+        )
+    # Prepared (see comcenter.lib.db.connection_setup): the text is the same for every call
+    # of a shape, so PostgreSQL plans it once per connection.
+    connection.ensure_connection()
+    with (
+        connection.wrap_database_errors,
+        driver_statement(sql),
+        psycopg.Cursor(connection.connection) as cursor,
+    ):
+        cursor.execute(sql, [*params, "on" if write.durable else "off"], prepare=True)
+        return {pk: token for _, pk, token in cursor.fetchall()}

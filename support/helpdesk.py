@@ -1,0 +1,162 @@
+"""The helpdesk as a delivery provider, Richpanel-shaped (SPEC §10):
+
+    header  x-richpanel-key: HELPDESK_API_KEY; every write carries an Idempotency-Key
+    PUT  {HELPDESK_URL}/v1/tickets/{id}/add-tags   {"tags": [...]}
+    PUT  {HELPDESK_URL}/v1/tickets/{id}            {"ticket": {"team": "..."}}
+    POST {HELPDESK_URL}/v1/tickets/{id}/comments   {"comment": {"sender_type": "operator",
+                                                    "body": "...", "public": true}}
+
+A message on the `helpdesk` channel is addressed to the ticket id. The routing message
+(template `t_helpdesk_routing`) writes the ticket's tags and team as classified; any other
+message posts its rendered text as a public reply. Errors are classified like the SMS
+gateway's: 429 (with its Retry-After) and 5xx transient, other 4xx permanent, no answer
+transient. A routing message retried after a partial success sends both writes again under
+the same keys, which the helpdesk recognises.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+from django.conf import settings
+
+from comcenter.lib import http
+from delivery.models import Message
+from delivery.providers.base import (
+    CODE_CONNECTION,
+    CODE_INVALID,
+    CODE_TIMEOUT,
+    HealthResult,
+    OutboundMessage,
+    Provider,
+    ProviderError,
+    ProviderSession,
+    SendResult,
+)
+from support.models import Ticket
+from support.replies import ROUTING_TEMPLATE
+
+logger = logging.getLogger(__name__)
+
+
+class RichpanelProvider(Provider):
+    name = "richpanel"
+    channel = "helpdesk"
+    config_hint = "HELPDESK_URL and HELPDESK_API_KEY"
+
+    def is_configured(self) -> bool:
+        return bool(settings.HELPDESK_URL and settings.HELPDESK_API_KEY)
+
+    def base_url(self) -> str:
+        return f"{settings.HELPDESK_URL.rstrip('/')}/v1"
+
+    def headers(self) -> dict[str, str]:
+        return {"x-richpanel-key": settings.HELPDESK_API_KEY}
+
+    def session_open(self, *, timeout: float) -> ProviderSession:
+        return HelpdeskSession(self, timeout=min(timeout, settings.HELPDESK_TIMEOUT))
+
+    def health_check(self, *, timeout: float) -> HealthResult:
+        # A read of one ticket page checks reachability and the key, and writes nothing.
+        host = urlsplit(settings.HELPDESK_URL).netloc
+        try:
+            response = http.request(
+                "GET",
+                f"{self.base_url()}/tickets?per_page=1",
+                timeout=timeout,
+                headers=self.headers(),
+            )
+        except http.HttpError as exc:
+            return HealthResult(ok=False, detail=f"helpdesk {host}: {error_from(exc).message}")
+        return HealthResult(ok=True, detail=f"helpdesk {host}: {response.status}")
+
+
+def error_from(exc: http.HttpError) -> ProviderError:
+    if exc.status is None:
+        if exc.timed_out:
+            return ProviderError("helpdesk timed out", permanent=False, response_code=CODE_TIMEOUT)
+        return ProviderError("helpdesk unreachable", permanent=False, response_code=CODE_CONNECTION)
+    status = exc.status
+    return ProviderError(
+        f"helpdesk answered {status}",
+        permanent=not (status == 429 or status >= 500),
+        retry_after=exc.retry_after,
+        response_code=str(status),
+    )
+
+
+class HelpdeskSession(ProviderSession):
+    """One keep-alive HTTP session to the helpdesk for a batch of writes."""
+
+    def __init__(self, provider: RichpanelProvider, *, timeout: float) -> None:
+        self._provider = provider
+        self._timeout = timeout
+        self._base = provider.base_url()
+        self._headers = {**provider.headers(), "Content-Type": "application/json"}
+        self._http: requests.Session | None = http.session_new()
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        if not message.to:
+            raise ProviderError(
+                "message has no ticket id", permanent=True, response_code=CODE_INVALID
+            )
+        ticket_url = f"{self._base}/tickets/{quote(message.to, safe='')}"
+        key = message.message_uid
+        row = Message.objects.filter(uid=key).values("template_key", "event_id").first()
+        if row is not None and row["template_key"] == ROUTING_TEMPLATE:
+            ticket = Ticket.objects.filter(event_id=row["event_id"]).first()
+            if ticket is None:
+                raise ProviderError(
+                    "no classified ticket", permanent=True, response_code=CODE_INVALID
+                )
+            status = 0
+            if ticket.tags:
+                status = self._write(
+                    message, "PUT", f"{ticket_url}/add-tags", {"tags": ticket.tags}, f"{key}:tags"
+                )
+            if ticket.team:
+                status = self._write(
+                    message, "PUT", ticket_url, {"ticket": {"team": ticket.team}}, f"{key}:team"
+                )
+            return SendResult(provider_message_id="", response_code=str(status))
+        comment = {"comment": {"sender_type": "operator", "body": message.text, "public": True}}
+        status = self._write(message, "POST", f"{ticket_url}/comments", comment, key)
+        return SendResult(provider_message_id="", response_code=str(status))
+
+    def _write(
+        self, message: OutboundMessage, method: str, url: str, body: dict[str, Any], key: str
+    ) -> int:
+        if self._http is None:
+            self._http = http.session_new()
+        try:
+            response = http.request(
+                method,
+                url,
+                session=self._http,
+                timeout=self._timeout,
+                headers={**self._headers, "Idempotency-Key": key},
+                data=json.dumps(body).encode(),
+            )
+        except http.HttpError as exc:
+            error = error_from(exc)
+            logger.warning(
+                "helpdesk write failed",
+                extra={
+                    "request_id": message.request_id,
+                    "message_uid": message.message_uid,
+                    "provider": self._provider.name,
+                    "response_code": error.response_code,
+                    "permanent": error.permanent,
+                },
+            )
+            raise error from None
+        return response.status
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None

@@ -1,0 +1,53 @@
+"""The benchmark's CPU accounting (bench/cpu.py) on real processes: a process tree's time
+includes children that ran and exited inside the window, and is divided per event."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from bench import cpu
+
+# A parent that starts a child burning ~0.4 s of CPU, waits for it (reaps it), then idles
+# until its stdin closes: the child's time must show in the parent's tree after it is gone.
+_PARENT = textwrap.dedent(
+    """
+    import subprocess, sys
+    subprocess.run([sys.executable, "-c",
+        "import time\\nend = time.process_time() + 0.4\\nwhile time.process_time() < end: pass"])
+    print("reaped", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_it_counts_a_child_that_ran_and_exited_inside_the_window() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        before = cpu.sample({"tree": parent.pid})
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "reaped"
+        after = cpu.sample({"tree": parent.pid})
+    finally:
+        parent.communicate("", timeout=30)
+    assert after.seconds["tree"] - before.seconds["tree"] >= 0.3
+
+
+def test_it_divides_each_components_time_by_the_events_and_adds_a_total() -> None:
+    start = cpu.Sample({"web": 10.0, "database": 2.0})
+    end = cpu.Sample({"web": 12.5, "database": 2.5})
+    assert cpu.per_event_ms(start, end, events=1000) == {
+        "web": 2.5,
+        "database": 0.5,
+        "total": 3.0,
+    }
+    assert cpu.per_event_ms(start, end, events=0) == {"web": None, "database": None, "total": None}
+
+
+def test_it_finds_nothing_for_a_process_that_does_not_exist() -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert cpu.sample({"gone": gone.pid}).seconds == {"gone": 0.0}

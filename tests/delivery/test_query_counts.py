@@ -1,0 +1,105 @@
+""" "A few queries whatever the batch size": the round trips of a claim, a dry-run batch, an
+outbox expansion and the intake do not grow with the number of rows (PostgreSQL, whose
+writers are set-based; SQLite's ORM writer goes row by row under its single-writer lock).
+A live batch adds exactly one statement per send: each result is committed before the next
+send starts (at most one duplicate per crash)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from delivery.claims import claim
+from delivery.dispatcher import dispatch_batch
+from delivery.models import Message, MessageState
+from delivery.outbox import outbox_expand
+from events.models import Event
+from events.services import event_accept
+from flags.services import flag_is_on
+from tests.delivery.conftest import ALICE, make_payload, set_flag
+
+pytestmark = [
+    pytest.mark.skipif(
+        connection.vendor != "postgresql", reason="the set-based writers are PostgreSQL's"
+    ),
+    # Outside a test transaction, as in production: no savepoints around each write.
+    pytest.mark.usefixtures("transactional_db"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _flags_read_once(settings):
+    # The flag snapshot must not expire between the warm-up read and the measured run on a
+    # loaded machine: a re-read would count as the batch's query.
+    settings.FLAG_CACHE_SECONDS = 600
+
+
+def _queries(run: Callable[[], object]) -> int:
+    flag_is_on("DISABLE_SEND")  # the flags are cached per process: read them outside
+    with CaptureQueriesContext(connection) as captured:
+        run()
+    return len(captured)
+
+
+def _accept(accept: Callable[..., Event], count: int, *, prefix: str) -> None:
+    for n in range(count):
+        accept(ordering_key=f"{prefix}-{n}", recipient={"email": f"s{n}@example.org"})
+
+
+def test_it_expands_the_outbox_in_the_same_queries_whatever_the_batch_size(email_only, accept):
+    _accept(accept, 1, prefix="first")
+    outbox_expand()  # creates the expansion's lock row, once per database
+    _accept(accept, 2, prefix="small")
+    small = _queries(outbox_expand)
+    _accept(accept, 40, prefix="large")
+    large = _queries(outbox_expand)
+
+    assert Message.objects.count() == 43
+    assert (small, large) == (16, 16)
+
+
+def test_it_claims_a_batch_in_the_same_queries_whatever_its_size(email_only, accept):
+    _accept(accept, 42, prefix="key")
+    outbox_expand()
+
+    small = _queries(lambda: claim(channel="email", limit=2, paused=False))
+    large = _queries(lambda: claim(channel="email", limit=40, paused=False))
+
+    assert Message.objects.filter(state=MessageState.DISPATCHING).count() == 42
+    assert (small, large) == (10, 10)
+
+
+def test_it_dry_runs_a_batch_in_the_same_queries_whatever_its_size(email_only, accept):
+    _accept(accept, 42, prefix="key")
+    outbox_expand()
+
+    small = _queries(lambda: dispatch_batch(channel="email", limit=2))
+    large = _queries(lambda: dispatch_batch(channel="email", limit=40))
+
+    assert Message.objects.filter(state=MessageState.DRY_RUN).count() == 42
+    assert (small, large) == (11, 11)
+
+
+def test_it_sends_a_live_batch_with_one_statement_per_send(email_only, accept, live, smtp_server):
+    set_flag("RATE_LIMIT_ENABLED", False)
+    _accept(accept, 42, prefix="key")
+    outbox_expand()
+
+    small = _queries(lambda: dispatch_batch(channel="email", limit=2))
+    large = _queries(lambda: dispatch_batch(channel="email", limit=40))
+
+    assert Message.objects.filter(state=MessageState.SENT).count() == 42
+    assert large - small == 40 - 2
+    assert small == 12 + 2
+
+
+def test_it_accepts_an_event_in_one_statement(email_only):
+    def accept() -> None:
+        event_accept(
+            caller=ALICE, payload=make_payload(), idempotency_key="q-1", request_id="req-q"
+        )
+
+    assert _queries(accept) == 1
