@@ -19,6 +19,7 @@ install: $(VENV)/.installed
 # A local .env with a fresh SECRET_KEY, written once; secrets never live in the repository.
 .env:
 	@echo "SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" > .env
+	@echo "AUDIT_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(40))')" >> .env
 	@echo "DEMO_CLIENT_ID=demo" >> .env
 	@echo "DEMO_CLIENT_SECRET=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')" >> .env
 	@echo "# Local HTTP on 127.0.0.1: cookies without the Secure flag so the admin login works" >> .env
@@ -28,7 +29,9 @@ install: $(VENV)/.installed
 	@echo "TRUST_PROXY_HEADERS=false" >> .env
 	@echo "wrote .env with a fresh SECRET_KEY and demo credentials (dry-run defaults; see .env.example)"
 
+# A .env written before the audit chain was signed gets its AUDIT_KEY added once.
 migrate: install .env
+	@grep -q '^AUDIT_KEY=' .env || echo "AUDIT_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(40))')" >> .env
 	$(PY) manage.py migrate --noinput
 
 demo: migrate

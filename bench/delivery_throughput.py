@@ -72,6 +72,7 @@ def _parse() -> argparse.Namespace:
 
 def _environment(args: argparse.Namespace) -> None:
     os.environ.setdefault("SECRET_KEY", "bench-" + secrets.token_urlsafe(40))
+    os.environ.setdefault("AUDIT_KEY", "bench-" + secrets.token_urlsafe(40))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "comcenter.settings")
     os.environ["DISPATCH_BATCH_SIZE"] = str(args.batch)
     # JSON logs of every worker would cost more than the sends; warnings still show.

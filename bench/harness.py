@@ -36,6 +36,7 @@ def bench_environment(
     """The environment of every process of the run (server, cluster, management commands)."""
     env = dict(os.environ)
     env.setdefault("SECRET_KEY", "bench-" + secrets.token_urlsafe(40))
+    env.setdefault("AUDIT_KEY", "bench-" + secrets.token_urlsafe(40))
     env.update(
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,

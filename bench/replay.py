@@ -473,7 +473,13 @@ def main() -> int:
             metrics_dir=harness.new_metrics_dir(),
         )
         # This process reads the same database for the checks.
-        for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE"):
+        for name in (
+            "DATABASE_URL",
+            "REDIS_URL",
+            "SECRET_KEY",
+            "AUDIT_KEY",
+            "DJANGO_SETTINGS_MODULE",
+        ):
             os.environ[name] = env[name]
         os.environ.setdefault("LOG_LEVEL", "WARNING")
         base: dict[str, Any] = {

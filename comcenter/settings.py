@@ -83,6 +83,16 @@ except ImproperlyConfigured as exc:
     ) from exc
 if len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters")
+# Signs the audit chain's seals (HMAC-SHA256). Every process that seals or verifies needs it;
+# keep it apart from SECRET_KEY. Under the test runner a throwaway key is generated and
+# exported, so the processes a test starts seal with the same key.
+if TESTING and not os.environ.get("AUDIT_KEY"):
+    os.environ["AUDIT_KEY"] = secrets.token_urlsafe(40)
+AUDIT_KEY = env.str("AUDIT_KEY", default="")
+if len(AUDIT_KEY) < 32:
+    raise ImproperlyConfigured(
+        "AUDIT_KEY must be set to at least 32 characters (`make run` writes one to .env)"
+    )
 
 DEBUG = _bool("DEBUG", False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
@@ -393,6 +403,20 @@ for _item in filter(None, env.str("SEND_RATE_PER_MINUTE_BY_PROVIDER", default=""
         )
     SEND_RATE_PER_MINUTE_BY_PROVIDER[_name] = int(_rate)
 DLQ_RETENTION_HOURS = _int("DLQ_RETENTION_HOURS", 72, minimum=72)
+# Events, messages, attempts and lanes are purged after RETENTION_DAYS; never sooner than the
+# idempotency window (72 h) and the DLQ retention, which the purge must not cut short.
+RETENTION_DAYS = _int("RETENTION_DAYS", 30, minimum=1)
+if max(72, DLQ_RETENTION_HOURS) > RETENTION_DAYS * 24:
+    raise ImproperlyConfigured(
+        f"RETENTION_DAYS must cover the 72 h idempotency window and DLQ_RETENTION_HOURS "
+        f"({DLQ_RETENTION_HOURS} h): at least {-(-max(72, DLQ_RETENTION_HOURS) // 24)} "
+        f"(got {RETENTION_DAYS})"
+    )
+# Audit rows are kept AUDIT_RETENTION_DAYS, purged whole seals at a time (the database
+# function refuses anything younger than 30 days).
+AUDIT_RETENTION_DAYS = _int("AUDIT_RETENTION_DAYS", 400, minimum=30)
+# The longest a lineage row may stay unsealed; verify_audit reports older unsealed rows.
+AUDIT_SEAL_INTERVAL_SECONDS = _int("AUDIT_SEAL_INTERVAL_SECONDS", 300, minimum=10)
 RETRY_BASE_SECONDS = _float("RETRY_BASE_SECONDS", 30.0)
 RETRY_CAP_SECONDS = _float("RETRY_CAP_SECONDS", 3600.0)
 RETRY_MAX_ATTEMPTS = _int("RETRY_MAX_ATTEMPTS", 8, minimum=1)
@@ -534,6 +558,9 @@ PERIODIC_TASKS = [
     # Wakes due retries, gap waits, held messages and expired leases (loops ~1 min).
     ("delivery-ticker", "delivery.tasks.tick", 1),
     ("delivery-dlq-purge", "delivery.tasks.purge_dead", 60),
+    ("retention-purge", "delivery.retention.retention_purge", 60),
+    ("message-tally-fold", "delivery.tally.tally_fold", 1),
+    ("audit-retention-purge", "audit.retention.audit_purge", 60),
     # The automatic guard, once a minute here; TICKER_HOOKS runs it every
     # GUARD_INTERVAL_SECONDS.
     ("guard", "guard.tasks.guard_tick", 1),

@@ -297,3 +297,20 @@ class RateBucket(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class MessageTally(models.Model):
+    """Changes of the number of messages in each state, written by triggers on the message
+    table (migration 0003), never by our code: `net` is +1 on entering a state and -1 on
+    leaving it (or on delete), `entered` counts entries, in the hour (`hour`, since the
+    epoch) they happened. `delivery.tally` sums them for /metrics and folds them into one row
+    per state and hour, so a scrape reads a few hundred rows whatever the message count."""
+
+    id = models.BigAutoField(primary_key=True)
+    state = models.CharField(max_length=12)
+    hour = models.BigIntegerField()
+    net = models.BigIntegerField()
+    entered = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.state} {self.hour}: {self.net:+d}"

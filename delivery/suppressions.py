@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from django.db import transaction
 
 from audit.services import audit_append
+from comcenter.lib.hashing import sha256_hex
 from delivery.models import Suppression
 
 
@@ -28,13 +29,19 @@ def suppression_add(*, channel: str, address: str, reason: str, actor: str, note
             audit_append(
                 kind="suppression.added",
                 actor=actor,
-                data={"suppression": row.pk, "channel": channel, "reason": reason},
+                data={
+                    "suppression": row.pk,
+                    "channel": channel,
+                    "reason": reason,
+                    "address_sha256": sha256_hex(row.address),
+                },
             )
     return created
 
 
 def suppression_remove(*, suppression: Suppression, actor: str) -> None:
-    """Send to the address again (an operator lifted the opt-out or the bounce), with lineage."""
+    """Lift a suppression (sends to that address resume), audited: the lineage names the
+    channel, the reason it had and a hash of the address, never the address itself."""
     with transaction.atomic():
         audit_append(
             kind="suppression.removed",
@@ -43,6 +50,7 @@ def suppression_remove(*, suppression: Suppression, actor: str) -> None:
                 "suppression": suppression.pk,
                 "channel": suppression.channel,
                 "reason": suppression.reason,
+                "address_sha256": sha256_hex(suppression.address),
             },
         )
         suppression.delete()

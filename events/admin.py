@@ -63,9 +63,12 @@ class EventAdmin(ReadOnlyAdmin):
 class EventTypeAdmin(admin.ModelAdmin):
     list_display = ("id", "name", "description", "created_at")
     search_fields = ("name",)
+    fields = ("name", "description")  # created_at comes from the database clock
 
     def save_model(self, request: HttpRequest, obj: EventType, form: Any, change: bool) -> None:
-        services.event_type_save(event_type=obj, actor=request.user.get_username())
+        services.event_type_save(
+            event_type=obj, actor=request.user.get_username(), created=not change
+        )
 
     def delete_model(self, request: HttpRequest, obj: EventType) -> None:
         services.event_type_delete(event_type=obj, actor=request.user.get_username())

@@ -50,24 +50,37 @@ def event_type_ensure(*, name: str, description: str = "") -> EventType:
     return event_type
 
 
-def event_type_save(*, event_type: EventType, actor: str) -> EventType:
-    """Create or change an event type from the admin, with lineage."""
+def event_type_save(*, event_type: EventType, actor: str, created: bool) -> EventType:
+    """Save an operator's edit of an event type, audited (the admin's form calls this)."""
     with transaction.atomic():
-        created = event_type.pk is None
+        previous = (
+            None
+            if created
+            else EventType.objects.filter(pk=event_type.pk).values("name", "description").first()
+        )
         event_type.save()
         audit_append(
             kind="event_type.created" if created else "event_type.changed",
             actor=actor,
-            data={"name": event_type.name, "description": event_type.description},
+            data={
+                "event_type": event_type.pk,
+                "name": event_type.name,
+                "description": event_type.description,
+                "previous": previous,
+            },
         )
     forget_event_types()
     return event_type
 
 
 def event_type_delete(*, event_type: EventType, actor: str) -> None:
-    """Stop accepting an event type (the intake answers 400 for it), with lineage."""
+    """Delete an event type (the intake then answers 422 for it), audited."""
     with transaction.atomic():
-        audit_append(kind="event_type.deleted", actor=actor, data={"name": event_type.name})
+        audit_append(
+            kind="event_type.deleted",
+            actor=actor,
+            data={"event_type": event_type.pk, "name": event_type.name},
+        )
         event_type.delete()
     forget_event_types()
 

@@ -6,10 +6,14 @@ import hashlib
 import json
 from typing import Any
 
+# One encoder for every call: json.dumps builds a new one each time it is given options (the
+# audit sealer encodes every lineage row).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
 
 def canonical_json(value: Any) -> str:
     """One byte-exact text per JSON value: sorted keys, no spaces, UTF-8 kept as is."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def sha256_hex(text: str | bytes) -> str:

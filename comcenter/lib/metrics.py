@@ -6,7 +6,7 @@ package; the scrape-time collectors and the exposition stay in `comcenter/metric
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter(
     "comcenter_events_total",
@@ -33,6 +33,24 @@ E2E_LATENCY = Histogram(
     "Time from the event's receipt to the provider accepting the message (or dry-run).",
     ["channel"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+AUDIT_SEALED_ROWS = Counter(
+    "comcenter_audit_sealed_rows_total", "Lineage rows sealed into the audit chain."
+)
+# The chain head, published on every seal (the log line "audit chain sealed" has the full
+# "seq:hash"): a cut of the newest seals shows against it.
+AUDIT_HEAD_SEQ = Gauge(
+    "comcenter_audit_head_seq", "Sequence number of the newest audit seal.", multiprocess_mode="max"
+)
+AUDIT_HEAD_FINGERPRINT = Gauge(
+    "comcenter_audit_head_fingerprint",
+    "The first 48 bits of the newest audit seal's hash, as a number.",
+    multiprocess_mode="mostrecent",
+)
+RETENTION_PURGED = Counter(
+    "comcenter_retention_purged_total",
+    "Rows deleted by the retention purges, by table.",
+    ["table"],
 )
 GUARD_TRIPS = Counter(
     "comcenter_guard_trips_total",

@@ -10,6 +10,7 @@ import uuid
 import pytest
 from django.core.management import CommandError, call_command
 
+from audit.models import AuditSeal
 from audit.services import audit_append, audit_seal
 
 
@@ -38,7 +39,20 @@ def test_it_exports_json_for_one_event(lineage, tmp_path):
     assert manifest_ok(tmp_path) == "lineage.json"
     rows = json.loads((tmp_path / "lineage.json").read_text())
     assert [r["kind"] for r in rows] == ["event.received", "message.sent"]
-    assert all(r["hash"] and r["seq"] for r in rows)
+    seal = AuditSeal.objects.get(seq=1)
+    # Each row names its seal, and the seal lists the row's hash: the export checks against
+    # the signed chain.
+    assert {(r["seal_seq"], r["seal_hash"]) for r in rows} == {(1, seal.hash)}
+    assert all(bytes.fromhex(r["row_hash"]) in bytes(seal.row_hashes) for r in rows)
+
+
+def test_it_exports_rows_not_sealed_yet_without_a_seal(lineage, tmp_path):
+    audit_append(kind="event.received", request_id="q-3")
+    call_command(
+        "export_lineage", "--request-id", "q-3", "--format", "json", "--out", str(tmp_path)
+    )
+    [row] = json.loads((tmp_path / "lineage.json").read_text())
+    assert (row["seal_seq"], row["seal_hash"], len(row["row_hash"])) == ("", "", 64)
 
 
 def test_it_exports_csv_by_recipient_and_request_id(lineage, tmp_path):

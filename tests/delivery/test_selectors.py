@@ -45,7 +45,7 @@ def test_it_reports_depth_age_and_the_dead_letter_ratio(routes, accept):
     Message.objects.filter(pk=messages[0].pk).update(state="dead")
     Message.objects.filter(pk__in=[m.pk for m in messages[1:4]]).update(state="sent")
     Message.objects.filter(pk=messages[4].pk).update(
-        state="retrying", created_at=timezone.now() - timedelta(minutes=5)
+        state="retrying", next_attempt_at=timezone.now() - timedelta(minutes=5)
     )
 
     stats = queue_stats()

@@ -18,6 +18,7 @@ def _check_deploy(**overrides: str) -> subprocess.CompletedProcess[str]:
         "HOME": os.environ.get("HOME", "/root"),
         "ENV_FILE": "",  # a developer's .env (e.g. cookies without Secure) must not leak in
         "SECRET_KEY": secrets.token_urlsafe(50),
+        "AUDIT_KEY": secrets.token_urlsafe(40),
         "DEBUG": "false",
         "ALLOWED_HOSTS": "comcenter.example.org",
         "DATABASE_URL": "sqlite:////tmp/comcenter-deploy-check.sqlite3",

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,30 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
-from audit.models import AuditRecord
-from audit.services import CHAINED_FIELDS, audit_json_value
+from audit.models import AuditRecord, AuditSeal
+from audit.services import CHAINED_FIELDS, audit_json_value, audit_row_hash
 
-# The chained fields with the row's place in the chain: `seq` second, the hashes last.
-COLUMNS = (CHAINED_FIELDS[0], "seq", *CHAINED_FIELDS[1:], "prev_hash", "hash")
+# The chained fields, then the row's own hash and the seal that holds it (empty while
+# unsealed): with the seal's row hashes and AUDIT_KEY an auditor can check every row.
+COLUMNS = (*CHAINED_FIELDS, "row_hash", "seal_seq", "seal_hash")
+
+
+class _Seals:
+    """The seal of each exported row, looked up once per seal (rows come in id order)."""
+
+    def __init__(self) -> None:
+        self.current: Mapping[str, Any] | None = None
+
+    def of(self, row_id: int) -> Mapping[str, Any] | None:
+        seal = self.current
+        if seal is None or not seal["first_id"] <= row_id <= seal["last_id"]:
+            seal = (
+                AuditSeal.objects.filter(last_id__gte=row_id, first_id__lte=row_id)
+                .values("seq", "first_id", "last_id", "hash")
+                .first()
+            )
+            self.current = seal
+        return seal
 
 
 def _when(value: str | None, name: str) -> datetime | None:
@@ -30,11 +50,15 @@ def _when(value: str | None, name: str) -> datetime | None:
     return parsed
 
 
-def _row(record: AuditRecord) -> dict[str, Any]:
-    row = {name: audit_json_value(getattr(record, name)) for name in COLUMNS}
+def _row(record: dict[str, Any], seals: _Seals) -> dict[str, Any]:
+    row = {name: audit_json_value(record[name]) for name in CHAINED_FIELDS}
     # A CSV cell cannot say null: an absent event or message id is exported as "".
     row["event_uid"] = row["event_uid"] or ""
     row["message_uid"] = row["message_uid"] or ""
+    row["row_hash"] = audit_row_hash(record).hex()
+    seal = seals.of(record["id"])
+    row["seal_seq"] = seal["seq"] if seal else ""
+    row["seal_hash"] = seal["hash"] if seal else ""
     return row
 
 
@@ -51,7 +75,7 @@ class Command(BaseCommand):
         parser.add_argument("--out", required=True, help="output directory (created)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        records = AuditRecord.objects.order_by("id")
+        records = AuditRecord.objects.order_by("id").values(*CHAINED_FIELDS)
         since = _when(options["since"], "--since")
         until = _when(options["until"], "--until")
         if since:
@@ -74,12 +98,13 @@ class Command(BaseCommand):
         name = f"lineage.{options['format']}"
         path = out / name
         count = 0
+        seals = _Seals()
         with path.open("w", encoding="utf-8", newline="") as handle:
             if options["format"] == "csv":
                 writer = csv.DictWriter(handle, fieldnames=COLUMNS)
                 writer.writeheader()
                 for record in records.iterator(chunk_size=2000):
-                    row = _row(record)
+                    row = _row(record, seals)
                     row["data"] = json.dumps(row["data"], sort_keys=True, ensure_ascii=False)
                     writer.writerow(row)
                     count += 1
@@ -87,7 +112,9 @@ class Command(BaseCommand):
                 handle.write("[")
                 for record in records.iterator(chunk_size=2000):
                     handle.write(("," if count else "") + "\n")
-                    handle.write(json.dumps(_row(record), sort_keys=True, ensure_ascii=False))
+                    handle.write(
+                        json.dumps(_row(record, seals), sort_keys=True, ensure_ascii=False)
+                    )
                     count += 1
                 handle.write("\n]\n")
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
