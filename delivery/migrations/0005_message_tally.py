@@ -85,7 +85,7 @@ def _run(postgres, sqlite):  # type: ignore[no-untyped-def]
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('delivery', '0002_helpdesk_channel'),
+        ('delivery', '0004_providercircuit'),
     ]
 
     operations = [
