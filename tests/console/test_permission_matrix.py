@@ -182,7 +182,8 @@ def _fingerprint() -> str:
     change) and of the lineage. Request telemetry (sessions, the guard's measurements) is
     not among them: every request writes it."""
     digest = hashlib.sha256()
-    models = {model for model in admin.site._registry if not model._meta.proxy} | {AuditRecord}
+    # A proxy's rows are its concrete model's (django-q2's Success and Failure are Tasks).
+    models = {model._meta.concrete_model for model in admin.site._registry} | {AuditRecord}
     for model in sorted(models, key=lambda m: m._meta.label):
         rows = list(model._default_manager.order_by("pk").values())
         digest.update(f"{model._meta.label}:{json.dumps(rows, default=str)}".encode())
