@@ -194,7 +194,8 @@ def test_it_resolves_from_the_admin_only_with_the_permission(client) -> None:
     assert AuditRecord.objects.filter(kind="guard.incident_resolved", actor="victor").exists()
 
 
-def test_it_shows_open_incidents_on_every_scrape(client) -> None:
+def test_it_shows_open_incidents_on_every_scrape(client, settings) -> None:
+    settings.TRUST_PROXY_HEADERS = False  # /metrics answers direct loopback only then
     _errors(answers=100, errors=5)
     guard_check()
     text = client.get("/metrics").content.decode()
