@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -189,7 +190,7 @@ class DeadLetterAdmin(_MessageAdminBase):
                 "messages_to_discard": list(queryset[:100]),
                 "selected_ids": list(queryset.values_list("pk", flat=True)),
                 "count": queryset.count(),
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             }
             return TemplateResponse(request, "delivery/admin/discard_confirm.html", context)
         count = dlq.message_discard_dead(

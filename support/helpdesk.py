@@ -8,8 +8,9 @@
 
 A message on the `helpdesk` channel is addressed to the ticket id. The routing message
 (template `t_helpdesk_routing`) writes the ticket's tags and team as classified; any other
-message posts its rendered text as a public reply. Errors are classified like the SMS
-gateway's: 429 (with its Retry-After) and 5xx transient, other 4xx permanent, no answer
+message posts its rendered text as a public reply. It runs on the provider base's send
+pipeline (check -> deliver -> classify -> log once); errors classify like every HTTP vendor's
+(`http_error`): 429 (with its Retry-After) and 5xx transient, other 4xx permanent, no answer
 transient. A routing message retried after a partial success sends both writes again under
 the same keys, which the helpdesk recognises.
 """
@@ -17,7 +18,6 @@ the same keys, which the helpdesk recognises.
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -27,20 +27,17 @@ from django.conf import settings
 from comcenter.lib import http
 from delivery.models import Message
 from delivery.providers.base import (
-    CODE_CONNECTION,
     CODE_INVALID,
-    CODE_TIMEOUT,
     HealthResult,
     OutboundMessage,
     Provider,
     ProviderError,
     ProviderSession,
     SendResult,
+    http_error,
 )
 from support.models import Ticket
 from support.replies import ROUTING_TEMPLATE
-
-logger = logging.getLogger(__name__)
 
 
 class RichpanelProvider(Provider):
@@ -71,89 +68,64 @@ class RichpanelProvider(Provider):
                 headers=self.headers(),
             )
         except http.HttpError as exc:
-            return HealthResult(ok=False, detail=f"helpdesk {host}: {error_from(exc).message}")
+            error = self.classify(exc)
+            assert error is not None  # an HttpError always classifies
+            return HealthResult(ok=False, detail=f"helpdesk {host}: {error.message}")
         return HealthResult(ok=True, detail=f"helpdesk {host}: {response.status}")
 
-
-def error_from(exc: http.HttpError) -> ProviderError:
-    if exc.status is None:
-        if exc.timed_out:
-            return ProviderError("helpdesk timed out", permanent=False, response_code=CODE_TIMEOUT)
-        return ProviderError("helpdesk unreachable", permanent=False, response_code=CODE_CONNECTION)
-    status = exc.status
-    return ProviderError(
-        f"helpdesk answered {status}",
-        permanent=not (status == 429 or status >= 500),
-        retry_after=exc.retry_after,
-        response_code=str(status),
-    )
+    def classify(self, exc: BaseException) -> ProviderError | None:
+        if not isinstance(exc, http.HttpError):
+            return None
+        return http_error(exc, vendor="helpdesk")
 
 
 class HelpdeskSession(ProviderSession):
     """One keep-alive HTTP session to the helpdesk for a batch of writes."""
 
+    provider: RichpanelProvider
+
     def __init__(self, provider: RichpanelProvider, *, timeout: float) -> None:
-        self._provider = provider
+        super().__init__(provider)
         self._timeout = timeout
         self._base = provider.base_url()
         self._headers = {**provider.headers(), "Content-Type": "application/json"}
         self._http: requests.Session | None = http.session_new()
 
-    def send(self, message: OutboundMessage) -> SendResult:
-        if not message.to:
-            raise ProviderError(
-                "message has no ticket id", permanent=True, response_code=CODE_INVALID
-            )
+    def deliver(self, message: OutboundMessage) -> SendResult:
         ticket_url = f"{self._base}/tickets/{quote(message.to, safe='')}"
         key = message.message_uid
         row = Message.objects.filter(uid=key).values("template_key", "event_id").first()
-        if row is not None and row["template_key"] == ROUTING_TEMPLATE:
-            ticket = Ticket.objects.filter(event_id=row["event_id"]).first()
-            if ticket is None:
-                raise ProviderError(
-                    "no classified ticket", permanent=True, response_code=CODE_INVALID
-                )
-            status = 0
-            if ticket.tags:
-                status = self._write(
-                    message, "PUT", f"{ticket_url}/add-tags", {"tags": ticket.tags}, f"{key}:tags"
-                )
-            if ticket.team:
-                status = self._write(
-                    message, "PUT", ticket_url, {"ticket": {"team": ticket.team}}, f"{key}:team"
-                )
+        if row is None:
+            raise ProviderError("unknown message", permanent=True, response_code=CODE_INVALID)
+        if row["template_key"] != ROUTING_TEMPLATE:
+            comment = {"comment": {"sender_type": "operator", "body": message.text, "public": True}}
+            status = self._write("POST", f"{ticket_url}/comments", comment, key)
             return SendResult(provider_message_id="", response_code=str(status))
-        comment = {"comment": {"sender_type": "operator", "body": message.text, "public": True}}
-        status = self._write(message, "POST", f"{ticket_url}/comments", comment, key)
+        ticket = Ticket.objects.filter(event_id=row["event_id"]).first()
+        if ticket is None:
+            raise ProviderError("no classified ticket", permanent=True, response_code=CODE_INVALID)
+        status = 0
+        if ticket.tags:
+            status = self._write(
+                "PUT", f"{ticket_url}/add-tags", {"tags": ticket.tags}, f"{key}:tags"
+            )
+        if ticket.team:
+            status = self._write(
+                "PUT", ticket_url, {"ticket": {"team": ticket.team}}, f"{key}:team"
+            )
         return SendResult(provider_message_id="", response_code=str(status))
 
-    def _write(
-        self, message: OutboundMessage, method: str, url: str, body: dict[str, Any], key: str
-    ) -> int:
+    def _write(self, method: str, url: str, body: dict[str, Any], key: str) -> int:
         if self._http is None:
             self._http = http.session_new()
-        try:
-            response = http.request(
-                method,
-                url,
-                session=self._http,
-                timeout=self._timeout,
-                headers={**self._headers, "Idempotency-Key": key},
-                data=json.dumps(body).encode(),
-            )
-        except http.HttpError as exc:
-            error = error_from(exc)
-            logger.warning(
-                "helpdesk write failed",
-                extra={
-                    "request_id": message.request_id,
-                    "message_uid": message.message_uid,
-                    "provider": self._provider.name,
-                    "response_code": error.response_code,
-                    "permanent": error.permanent,
-                },
-            )
-            raise error from None
+        response = http.request(
+            method,
+            url,
+            session=self._http,
+            timeout=self._timeout,
+            headers={**self._headers, "Idempotency-Key": key},
+            data=json.dumps(body).encode(),
+        )
         return response.status
 
     def close(self) -> None:
