@@ -24,6 +24,8 @@ install: $(VENV)/.installed
 	@echo "# Local HTTP on 127.0.0.1: cookies without the Secure flag so the admin login works" >> .env
 	@echo "SESSION_COOKIE_SECURE=false" >> .env
 	@echo "CSRF_COOKIE_SECURE=false" >> .env
+	@echo "# No proxy in front locally: /metrics is open to loopback without METRICS_TOKEN" >> .env
+	@echo "TRUST_PROXY_HEADERS=false" >> .env
 	@echo "wrote .env with a fresh SECRET_KEY and demo credentials (dry-run defaults; see .env.example)"
 
 migrate: install .env
@@ -48,9 +50,10 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# The replay benchmark (bench/replay.py): needs PostgreSQL and Redis on their standard local
-# ports. BENCH_EVENTS / BENCH_RATE change the replay; `make bench-max` finds the highest rate
-# holding P95 <= 120 ms.
+# The replay benchmark (bench/replay.py): starts a PostgreSQL cluster and a Redis server of its
+# own (PostgreSQL's server binaries and redis-server must be installed), measures the floor and
+# comcenter. BENCH_EVENTS / BENCH_RATE change the replay, BENCH_MODE=soak runs 30 minutes;
+# `make bench-max` finds the highest rate holding P95 <= 120 ms.
 bench: install
 	$(PY) -m bench.replay
 

@@ -25,11 +25,14 @@ from typing import Any
 from bench.stack import PostgresCluster
 
 
-def _environ(token: str, body: bytes) -> dict[str, Any]:
-    return {
-        "REQUEST_METHOD": "POST",
+def wsgi_environ(
+    *, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A WSGI environ for a request to 127.0.0.1 with `headers` (as `X-Name: value`)."""
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
         "SCRIPT_NAME": "",
-        "PATH_INFO": "/api/v1/events",
+        "PATH_INFO": path,
         "QUERY_STRING": "",
         "SERVER_NAME": "127.0.0.1",
         "SERVER_PORT": "8000",
@@ -38,7 +41,6 @@ def _environ(token: str, body: bytes) -> dict[str, Any]:
         "CONTENT_TYPE": "application/json",
         "CONTENT_LENGTH": str(len(body)),
         "HTTP_HOST": "127.0.0.1",
-        "HTTP_AUTHORIZATION": f"Bearer {token}",
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http",
         "wsgi.input": io.BytesIO(body),
@@ -47,6 +49,9 @@ def _environ(token: str, body: bytes) -> dict[str, Any]:
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
     }
+    for name, value in (headers or {}).items():
+        environ["HTTP_" + name.upper().replace("-", "_")] = value
+    return environ
 
 
 def _round(app: Callable[..., Any], token: str, *, prefix: str, requests: int) -> float:
@@ -66,7 +71,13 @@ def _round(app: Callable[..., Any], token: str, *, prefix: str, requests: int) -
                 "data": {"n": n},
             }
         ).encode()
-        b"".join(app(_environ(token, body), start_response))
+        environ = wsgi_environ(
+            method="POST",
+            path="/api/v1/events",
+            body=body,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        b"".join(app(environ, start_response))
     spent = time.process_time() - started
     if any(not s.startswith("202") for s in statuses):
         raise SystemExit(f"unexpected answers: {sorted(set(statuses))}")

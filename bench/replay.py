@@ -67,6 +67,18 @@ from bench.workload import Request, generate
 from comcenter.run import DEFAULT_WEB_SERVER
 
 RESULTS = harness.ROOT / "bench" / "results"
+# What a replay step reports of its answers (also each soak window's figures).
+STEP_FIGURES = (
+    "events",
+    "accepted",
+    "errors",
+    "idempotency_violations",
+    "rate_rps",
+    "p50_ack_ms",
+    "p95_ack_ms",
+    "p99_ack_ms",
+    "max_ack_ms",
+)
 
 
 def _int(name: str, default: int) -> int:
@@ -386,22 +398,7 @@ def mode_soak(run: Run) -> dict[str, Any]:
             label=f"window {n + 1:>3}",
             requests=requests,
         )
-        minutes.append(
-            {
-                key: step[key]
-                for key in (
-                    "events",
-                    "accepted",
-                    "errors",
-                    "idempotency_violations",
-                    "rate_rps",
-                    "p50_ack_ms",
-                    "p95_ack_ms",
-                    "p99_ack_ms",
-                    "max_ack_ms",
-                )
-            }
-        )
+        minutes.append({key: step[key] for key in STEP_FIGURES})
         latencies.append(window_latencies)
     drained = run.drain()
     events = sum(m["events"] for m in minutes)
@@ -535,15 +532,7 @@ def print_summary(result: dict[str, Any], path: Path) -> None:
     rows = [
         (name, result.get(name))
         for name in (
-            "events",
-            "accepted",
-            "errors",
-            "idempotency_violations",
-            "rate_rps",
-            "p50_ack_ms",
-            "p95_ack_ms",
-            "p99_ack_ms",
-            "max_ack_ms",
+            *STEP_FIGURES,
             "max_rate_rps",
             "worst_window_p95_ack_ms",
             "first_windows_p95_ack_ms",

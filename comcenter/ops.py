@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 
 from comcenter.health import health_report
 from comcenter.lib.errors import json_error
@@ -45,8 +46,12 @@ View = Callable[[HttpRequest], HttpResponse]
 
 
 def read_only(view: View) -> View:
-    """GET and HEAD only; anything else is a 405 in the API's JSON error shape."""
+    """GET and HEAD only; anything else is a 405 in the API's JSON error shape.
 
+    Exempt from CSRF: the check ran first and answered a POST with Django's HTML 403 page.
+    No method these views serve changes anything, which is all CSRF protects."""
+
+    @csrf_exempt
     @wraps(view)
     def wrapper(request: HttpRequest) -> HttpResponse:
         if request.method not in ("GET", "HEAD"):
@@ -177,18 +182,33 @@ def canary(request: HttpRequest) -> HttpResponse:
 # --- /metrics ---------------------------------------------------------------------------
 
 # Any of these means a proxy relayed the request: its REMOTE_ADDR is the proxy's (often
-# loopback on the same host), not the client's.
+# loopback on the same host), not the client's. The list cannot be complete (a proxy may add
+# none), which is why loopback counts only while no proxy is trusted (see `metrics`).
 _FORWARDING_HEADERS = (
     "HTTP_FORWARDED",
     "HTTP_X_FORWARDED_FOR",
     "HTTP_X_FORWARDED_HOST",
     "HTTP_X_FORWARDED_PROTO",
     "HTTP_X_REAL_IP",
+    "HTTP_X_CLIENT_IP",
+    "HTTP_CLIENT_IP",
+    "HTTP_TRUE_CLIENT_IP",
+    "HTTP_CF_CONNECTING_IP",
+    "HTTP_FASTLY_CLIENT_IP",
+    "HTTP_X_CLUSTER_CLIENT_IP",
+    "HTTP_X_ORIGINAL_FORWARDED_FOR",
+    "HTTP_VIA",
 )
 
 
 def is_direct_loopback(request: HttpRequest) -> bool:
-    """The request comes from this machine itself, not relayed by a proxy."""
+    """The request comes from this machine itself, not relayed by a proxy.
+
+    Only meaningful when no proxy is in front (TRUST_PROXY_HEADERS off): behind a reverse
+    proxy on the same host every request arrives from loopback, with whatever headers the
+    proxy chose to add."""
+    if settings.TRUST_PROXY_HEADERS:
+        return False
     if any(header in request.META for header in _FORWARDING_HEADERS):
         return False
     try:
@@ -211,8 +231,9 @@ def _bearer_ok(request: HttpRequest, expected: str) -> bool:
 @never_cache
 @read_only
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus text. Open to direct loopback; elsewhere a bearer METRICS_TOKEN (401 when
-    one is configured and not given correctly), and 403 when no token is configured."""
+    """Prometheus text. Open to direct loopback while no proxy is trusted
+    (TRUST_PROXY_HEADERS off); otherwise a bearer METRICS_TOKEN (401 when one is configured
+    and not given correctly), and 403 when no token is configured."""
     token = settings.METRICS_TOKEN
     if not is_direct_loopback(request):
         if not token:

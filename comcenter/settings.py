@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,6 +23,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 TESTING = "pytest" in sys.modules
 if TESTING:
     os.environ["ENV_FILE"] = ""
+    # The warning-repeat markers of one test run (and of the processes its tests start),
+    # never those of a developer's server or of an earlier run.
+    os.environ.setdefault("LOG_REPEAT_DIR", tempfile.mkdtemp(prefix="comcenter-test-logs-"))
 env = environ.Env()
 _env_file_name = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
 if _env_file_name and Path(_env_file_name).exists():
@@ -393,6 +397,8 @@ RETRY_BASE_SECONDS = _float("RETRY_BASE_SECONDS", 30.0)
 RETRY_CAP_SECONDS = _float("RETRY_CAP_SECONDS", 3600.0)
 RETRY_MAX_ATTEMPTS = _int("RETRY_MAX_ATTEMPTS", 8, minimum=1)
 DISPATCH_LEASE_SECONDS = _int("DISPATCH_LEASE_SECONDS", 60, minimum=5)
+# A provider found down is probed with one message every this many seconds (delivery/circuit.py).
+PROVIDER_PROBE_SECONDS = _float("PROVIDER_PROBE_SECONDS", 2.0)
 DISPATCH_BATCH_SIZE = _int("DISPATCH_BATCH_SIZE", 100, minimum=1)
 
 # --- flags: initial values from the environment (safer wins; see flags/registry.py) -----
@@ -483,6 +489,11 @@ LOGGING = {
     "filters": {
         "request_id": {"()": "comcenter.lib.logging.RequestIdFilter"},
         "redact": {"()": "comcenter.lib.logging.RedactFilter"},
+        "repeats": {
+            "()": "comcenter.lib.logging.RepeatLimitFilter",
+            "interval": _int("LOG_REPEAT_SECONDS", 60, minimum=0),
+            "directory": env.str("LOG_REPEAT_DIR", default=""),
+        },
     },
     "formatters": {"json": {"()": "comcenter.lib.logging.JsonFormatter"}},
     "handlers": {
@@ -490,7 +501,7 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
             "formatter": "json",
-            "filters": ["request_id", "redact"],
+            "filters": ["repeats", "request_id", "redact"],
         }
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},

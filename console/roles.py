@@ -75,11 +75,12 @@ def _permissions(names: frozenset[str]) -> set[Permission]:
     return found
 
 
-def roles_sync(*, actor: str) -> dict[str, dict[str, list[str]]]:
+def roles_sync(*, actor: str, audited: bool = True) -> dict[str, dict[str, list[str]]]:
     """Create or update the three groups to hold exactly their rights; idempotent.
 
     Returns, per group, the permissions added and removed (empty when nothing changed); a
-    change is audited."""
+    change is audited unless `audited` is False (`migrate`: the deployment is the record,
+    and a fresh database starts with an empty lineage)."""
     changes: dict[str, dict[str, list[str]]] = {}
     with transaction.atomic():
         for name in (OPERATOR, AUDITOR, ADMIN):
@@ -95,7 +96,7 @@ def roles_sync(*, actor: str) -> dict[str, dict[str, list[str]]]:
                 "added": sorted(_label(p) for p in added),
                 "removed": sorted(_label(p) for p in removed),
             }
-        if any(change["added"] or change["removed"] for change in changes.values()):
+        if audited and any(change["added"] or change["removed"] for change in changes.values()):
             audit_append(kind="roles.synced", actor=actor, data=changes)
     return changes
 
@@ -111,4 +112,4 @@ def roles_sync_after_migrate(*, apps: Any = None, using: str = "default", **kwar
     # app's permissions first (idempotent), so the groups never miss one.
     for config in global_apps.get_app_configs():
         create_permissions(config, verbosity=0, using=using)
-    roles_sync(actor="migrate")
+    roles_sync(actor="migrate", audited=False)

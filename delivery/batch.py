@@ -36,6 +36,7 @@ from django.db.models.functions import Now
 
 from comcenter.lib.context import request_id_bound
 from comcenter.lib.db import DbClock
+from delivery.circuit import circuit_close, circuit_trip, provider_down
 from delivery.gates import message_gate
 from delivery.hooks import hooks_for
 from delivery.models import Attempt, AttemptOutcome, Message, MessageState
@@ -86,6 +87,8 @@ class Outcome:
     retry_in: float | None = None
     # The message left (or, in dry run, would have left) now.
     dispatched: bool = False
+    # Back in line (pending): when it is due again; None is now.
+    due_at: datetime | None = None
 
 
 class Batch:
@@ -95,9 +98,19 @@ class Batch:
     transition table, fenced on the claim's token (which also frees the lane)."""
 
     def __init__(
-        self, provider: Provider, messages: list[Message], tokens: int, claimed_at: float
+        self,
+        provider: Provider,
+        messages: list[Message],
+        tokens: int,
+        claimed_at: float,
+        *,
+        probe: bool = False,
     ) -> None:
         self.provider = provider
+        # The batch probes a provider found down (delivery/circuit.py): its success closes
+        # the circuit. `down_until` is set once a send of this batch found it down.
+        self.probe = probe
+        self.down_until: datetime | None = None
         self.messages = messages
         self.tokens = tokens
         self.clock = DbClock()
@@ -138,6 +151,14 @@ class Batch:
             return
         if self.lease_end - time.monotonic() < LEASE_MARGIN_CALLS * self.timeout:
             self._defer(message, Outcome(MessageState.PENDING, "lease budget spent; back in line"))
+            return
+        if self.down_until is not None:
+            held = Outcome(
+                MessageState.PENDING,
+                "provider down; back in line without an attempt",
+                due_at=self.down_until,
+            )
+            self._defer(message, held)
             return
         self.tokens = max(0, self.tokens - 1)
         self._send(message, rendered, version_id)
@@ -210,6 +231,9 @@ class Batch:
             )
             self._failed(message, error, number, started, rendered, version_id)
             return
+        if self.probe:
+            self.probe = False
+            circuit_close(provider=self.provider.name, channel=message.channel)
         attempt = self._attempt(message, number, started, AttemptOutcome.SENT, sent.response_code)
         outcome = Outcome(
             MessageState.SENT,
@@ -233,6 +257,8 @@ class Batch:
         rendered: Rendered,
         version_id: int,
     ) -> None:
+        if provider_down(error):
+            self.down_until = circuit_trip(provider=self.provider.name)
         text = (error.message or type(error).__name__)[:MAX_ERROR_LENGTH]
         outcome = AttemptOutcome.PERMANENT if error.permanent else AttemptOutcome.TRANSIENT
         state, reason, delay = retry_decision(error=error, number=number)
@@ -307,8 +333,9 @@ class Batch:
             values["next_attempt_at"] = Now() + timedelta(seconds=outcome.retry_in)
             data["retry_in_seconds"] = round(outcome.retry_in, 3)
         elif outcome.state == MessageState.PENDING:
-            # Back in line without an attempt: due again at once (or when the limit allows).
-            values["next_attempt_at"] = Now()
+            # Back in line without an attempt: due again at once (or when the limit allows,
+            # or when a provider found down is probed again).
+            values["next_attempt_at"] = outcome.due_at or Now()
         latency = (self.clock.now() - message.received_at).total_seconds()
         return Change(
             message=message, values=values, data=data, attempt=outcome.attempt, latency=latency

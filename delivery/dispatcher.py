@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 
 from delivery.batch import Batch, BatchResult, DryRunBatch
+from delivery.circuit import circuit_state
 from delivery.claims import (
     claim,
     gap_note,
@@ -35,6 +36,13 @@ def dispatch_batch(*, channel: str, limit: int | None = None) -> BatchResult:
     provider = provider_for(channel)
     if not paused and flag_is_on("DISABLE_SEND"):
         return _dry_run_batch(channel=channel, limit=limit, provider=provider)
+    probe = False
+    if not paused:
+        circuit = circuit_state(provider=provider.name)
+        if circuit.open:
+            return BatchResult()  # the provider is down: its messages wait, no attempt spent
+        if circuit.probing:
+            limit, probe = 1, True
     tokens = 0
     if not paused and flag_is_on("RATE_LIMIT_ENABLED"):
         if not has_due(channel=channel, paused=paused):
@@ -50,7 +58,7 @@ def dispatch_batch(*, channel: str, limit: int | None = None) -> BatchResult:
         tokens = len(messages)
     if not messages:
         return BatchResult()
-    return Batch(provider, messages, tokens, claimed_at).run()
+    return Batch(provider, messages, tokens, claimed_at, probe=probe).run()
 
 
 def _dry_run_batch(*, channel: str, limit: int, provider: Provider) -> BatchResult:

@@ -44,12 +44,14 @@ class Route(models.Model):
 
 
 class Lane(models.Model):
-    """One ordering key of one caller. A claim locks this row and marks it busy until its
-    message leaves `dispatching`, so two workers can never put two messages of a key in
-    flight (see the dispatcher)."""
+    """One ordering key of one caller on one channel. A claim locks this row and marks it
+    busy until its message leaves `dispatching`, so two workers can never put two messages of
+    a key and channel in flight (see the dispatcher). Channels have lanes of their own, so an
+    email outage never holds the key's SMS (SPEC §4: ordering is per key and channel)."""
 
     caller = models.CharField(max_length=300)
     ordering_key = models.CharField(max_length=255)
+    channel = models.CharField(max_length=20)
     # Highest sequence of this key that is done: a message of it reached a final state, or
     # its event produced no message here (no route, no address). A message with sequence s is
     # in order once done_sequence >= s - 1 (see the dispatcher).
@@ -61,7 +63,9 @@ class Lane(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["caller", "ordering_key"], name="lane_unique"),
+            models.UniqueConstraint(
+                fields=["caller", "ordering_key", "channel"], name="lane_unique_per_channel"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -268,6 +272,19 @@ class WorkerLease(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ProviderCircuit(models.Model):
+    """A provider found down (delivery/circuit.py): while `open_until` is ahead no worker
+    claims its messages; once it has passed, one message goes out as the probe. Shared by
+    every worker so that an outage is detected once, not by every message."""
+
+    provider = models.CharField(max_length=50, primary_key=True)
+    opened_at = models.DateTimeField()
+    open_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.provider
 
 
 class RateBucket(models.Model):

@@ -75,7 +75,10 @@ def _expand(events: list[Event]) -> None:
         enabled=True, event_type__in={event.event_type for event in events}
     ).order_by("position", "id"):
         routes.setdefault(route.event_type, []).append(route)
-    lanes = _lanes_for(events)
+    # Every channel some route sends on: a sequenced event that has no message on one of
+    # them settles its sequence there, so the channel's next message need not wait for it.
+    channels = sorted(set(Route.objects.filter(enabled=True).values_list("channel", flat=True)))
+    lanes = _lanes_for(events, channels)
     templates: dict[tuple[str, str], Template | None] = {}
     # The gap wait starts when a message enters its lane. Counting from the event's receipt
     # would let an outbox backlog longer than the wait release a successor before its
@@ -85,10 +88,9 @@ def _expand(events: list[Event]) -> None:
     notes: list[AuditRecord] = []
     settle: list[tuple[Lane, int]] = []
     for event in events:
-        lane = lanes[(event.caller, event.ordering_key)]
         recipient = event.recipient if isinstance(event.recipient, dict) else {}
         locale = str(recipient.get("locale") or "")
-        created = 0
+        created: set[str] = set()
         if not routes.get(event.event_type):
             notes.append(_event_note(event, "delivery.no_route", {"event_type": event.event_type}))
         planned = hooks_for(event.event_type).plan(
@@ -119,7 +121,7 @@ def _expand(events: list[Event]) -> None:
                 Message(
                     event=event,
                     route=route,
-                    lane=lane,
+                    lane=lanes[(event.caller, event.ordering_key, route.channel)],
                     channel=route.channel,
                     template_key=route.template_key,
                     template=template,
@@ -135,9 +137,13 @@ def _expand(events: list[Event]) -> None:
                     expires_at=event.expires_at,
                 )
             )
-            created += 1
-        if not created and event.sequence:
-            settle.append((lane, event.sequence))
+            created.add(route.channel)
+        if event.sequence:
+            settle.extend(
+                (lanes[(event.caller, event.ordering_key, channel)], event.sequence)
+                for channel in channels
+                if channel not in created
+            )
     rows_insert(Message, messages)
     notes.extend(
         audit_build(
@@ -160,8 +166,11 @@ def _expand(events: list[Event]) -> None:
         for m in messages
     )
     rows_insert(AuditRecord, notes)
+    highest: dict[int, int] = {}
     for lane, sequence in settle:
-        Lane.objects.filter(pk=lane.pk, done_sequence__lt=sequence).update(done_sequence=sequence)
+        highest[lane.pk] = max(sequence, highest.get(lane.pk, 0))
+    for lane_pk, sequence in highest.items():
+        Lane.objects.filter(pk=lane_pk, done_sequence__lt=sequence).update(done_sequence=sequence)
 
 
 def _targets(event: Event, routes: dict[str, list[Route]]) -> list[tuple[Route, str]]:
@@ -184,20 +193,23 @@ def _event_note(event: Event, kind: str, data: dict[str, Any]) -> AuditRecord:
     )
 
 
-def _lanes_for(events: list[Event]) -> dict[tuple[str, str], Lane]:
-    keys = {(event.caller, event.ordering_key) for event in events}
-    callers = {caller for caller, _ in keys}
-    ordering_keys = {key for _, key in keys}
+def _lanes_for(events: list[Event], channels: list[str]) -> dict[tuple[str, str, str], Lane]:
+    """The lane of each (caller, ordering key, channel) of `events`, created if missing."""
+    keys = {(event.caller, event.ordering_key, channel) for event in events for channel in channels}
+    callers = {caller for caller, _, _ in keys}
+    ordering_keys = {key for _, key, _ in keys}
 
-    def existing() -> dict[tuple[str, str], Lane]:
-        found = Lane.objects.filter(caller__in=callers, ordering_key__in=ordering_keys)
-        return {(lane.caller, lane.ordering_key): lane for lane in found}
+    def existing() -> dict[tuple[str, str, str], Lane]:
+        found = Lane.objects.filter(
+            caller__in=callers, ordering_key__in=ordering_keys, channel__in=channels
+        )
+        return {(lane.caller, lane.ordering_key, lane.channel): lane for lane in found}
 
     lanes = existing()
     missing = keys - set(lanes)
     if missing:
         Lane.objects.bulk_create(
-            [Lane(caller=caller, ordering_key=key) for caller, key in missing],
+            [Lane(caller=caller, ordering_key=key, channel=ch) for caller, key, ch in missing],
             ignore_conflicts=True,
         )
         lanes = existing()

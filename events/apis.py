@@ -6,13 +6,19 @@ from typing import Any
 
 from django.conf import settings
 from django.utils.module_loading import import_string
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework import parsers, permissions
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from comcenter.lib.errors import ApiError, ErrorSerializer
+from comcenter.lib.wire import IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE
 from events.intake import (
     accept_and_respond,
     parse_json_body,
@@ -25,7 +31,11 @@ from identity.auth import HasScope, request_caller
 from identity.throttles import IntakeThrottle
 
 _ERROR_TEXT = {
-    400: "Malformed JSON or invalid fields (field-level detail)",
+    400: (
+        "Malformed JSON, a member named twice in one object, invalid fields (field-level "
+        "detail), an idempotency key breaking the key rule, or body and Idempotency-Key "
+        "header keys that disagree"
+    ),
     401: "Missing, expired or forged credentials",
     403: "Valid identity without the needed scope",
     404: "No such event for this caller",
@@ -34,9 +44,35 @@ _ERROR_TEXT = {
     415: "Body is not application/json",
     422: "Unknown event type (the detail names the known ones)",
     429: "Throttled; see Retry-After",
-    503: "intake_paused (INTAKE_PAUSED is on: nothing is stored), or the identity provider "
-    "unreachable and its queue of unverified events full; see Retry-After",
+    503: (
+        "intake_paused (INTAKE_PAUSED is on), the database unreachable, or the identity "
+        "provider unreachable and its queue of unverified events full; nothing is stored; "
+        "see Retry-After"
+    ),
 }
+
+
+# The event of the walk-through, published as the request example: Swagger's "Try it out"
+# starts from it, and the contract run in CI (tests/contract/) sends it and expects a 202.
+EVENT_EXAMPLE = OpenApiExample(
+    "deadline_soon",
+    request_only=True,
+    value={
+        "event_type": "deadline_soon",
+        "idempotency_key": "scholarship-api:evt-81f3",
+        "ordering_key": "student-42",
+        "sequence": 7,
+        "recipient": {
+            "id": "student-42",
+            "email": "a@example.org",
+            "phone": "+12025550123",
+            "locale": "en",
+        },
+        "data": {"scholarship": "STEM Futures", "deadline": "2026-12-01"},
+        "occurred_at": "2026-11-21T20:00:00Z",
+        "expires_at": "2026-12-01T00:00:00Z",
+    },
+)
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
@@ -58,9 +94,20 @@ class EventListCreateApi(APIView):
     @extend_schema(
         operation_id="events_create",
         summary="Submit an event",
-        request=EventInSerializer,
+        # The view reads the raw body itself (no parser_classes), so drf-spectacular would
+        # publish no body at all: the media type is named here.
+        request={"application/json": EventInSerializer},
+        examples=[EVENT_EXAMPLE],
         parameters=[
-            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False),
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Instead of the body's idempotency_key (or equal to it). "
+                f"{IDEMPOTENCY_KEY_RULE}.",
+                pattern=IDEMPOTENCY_KEY_PATTERN,
+            ),
             OpenApiParameter("X-Request-ID", str, OpenApiParameter.HEADER, required=False),
         ],
         responses={

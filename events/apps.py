@@ -8,6 +8,7 @@ class EventsConfig(AppConfig):
     verbose_name = "Events"
 
     def ready(self) -> None:
+        from events import schema  # noqa: F401  registers the OpenAPI serializer extension
         from events.pending import pending_verify_wake
         from identity.jwks import keys_recovered
 

@@ -43,7 +43,10 @@ def outbox_wake(*, reason: str = "intake") -> None:
             if not shared_cache.add(WAKE_KEY, 1, timeout=_WAKE_KEY_TTL):
                 return
         except Exception:  # cache down: enqueue anyway, the broker may still be up
-            log.warning("outbox wake: cache unavailable, enqueueing without coalescing")
+            log.warning(
+                "outbox wake: cache unavailable, enqueueing without coalescing",
+                extra={"cause": "cache_unavailable"},
+            )
     try:
         async_task(
             settings.OUTBOX_CONSUMER, reason, broker=_broker(), q_options={"group": "outbox"}
@@ -51,7 +54,10 @@ def outbox_wake(*, reason: str = "intake") -> None:
     except Exception:
         # The event is committed; the sweeper will find it. Forget the marker so the next
         # event tries again instead of waiting for the marker to expire.
-        log.warning("outbox wake: enqueue failed; the sweeper will hand the event off")
+        log.warning(
+            "outbox wake: enqueue failed; the sweeper will hand the event off",
+            extra={"cause": "broker_unavailable"},
+        )
         if settings.CACHE_IS_SHARED:
             with contextlib.suppress(Exception):
                 shared_cache.delete(WAKE_KEY)
@@ -63,7 +69,10 @@ def outbox_wake_consumed() -> None:
         try:
             shared_cache.delete(WAKE_KEY)
         except Exception:
-            log.warning("outbox wake: cache unavailable while clearing the wake marker")
+            log.warning(
+                "outbox wake: cache unavailable while clearing the wake marker",
+                extra={"cause": "cache_unavailable"},
+            )
 
 
 def outbox_consumer_active() -> bool:

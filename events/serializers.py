@@ -8,14 +8,19 @@ from typing import Any
 
 from rest_framework import serializers
 
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
-LOCALE = re.compile(r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$")
+from comcenter.lib.wire import E164, IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_RULE, quoted
+
+LOCALE = re.compile(r"\A[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*\Z")
 MAX_DEPTH = 20
 MAX_SEQUENCE = 2**53
 
 
 class StrictSerializer(serializers.Serializer):
     """Rejects fields it does not know: a typo such as "sequnce" must not pass silently."""
+
+    # Fields of which at least one must be given: a subclass's `validate` checks it, the
+    # OpenAPI schema publishes it (events/schema.py). The docstring is published as well.
+    any_required: tuple[str, ...] = ()
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
@@ -26,6 +31,8 @@ class StrictSerializer(serializers.Serializer):
 
 
 class RecipientSerializer(StrictSerializer):
+    any_required = ("email", "phone")
+
     id = serializers.CharField(max_length=255)
     email = serializers.EmailField(max_length=254, required=False)
     phone = serializers.RegexField(
@@ -50,8 +57,12 @@ class RecipientSerializer(StrictSerializer):
 
 class EventInSerializer(StrictSerializer):
     event_type = serializers.CharField(max_length=100)
-    idempotency_key = serializers.CharField(
-        max_length=255, required=False, help_text="Or the Idempotency-Key header; one is required."
+    idempotency_key = serializers.RegexField(
+        IDEMPOTENCY_KEY,
+        required=False,
+        trim_whitespace=False,
+        error_messages={"invalid": f"An idempotency key is {IDEMPOTENCY_KEY_RULE}."},
+        help_text=f"Or the Idempotency-Key header; one is required. {IDEMPOTENCY_KEY_RULE}.",
     )
     ordering_key = serializers.CharField(
         max_length=255, required=False, help_text="Defaults to recipient.id."
@@ -112,10 +123,13 @@ def find_unstorable(value: Any, path: str = "", depth: int = 0) -> str | None:
             return f"{path or '(root)'}: not a finite number"
     elif isinstance(value, dict):
         for key, item in value.items():
-            problem = find_unstorable(key, f"{path}.{key}".lstrip(".") + " (key)", depth + 1)
+            # The path is echoed in the error: quoted, or a lone surrogate in a key would
+            # make the error itself unencodable.
+            where = f"{path}.{quoted(key)}".lstrip(".")
+            problem = find_unstorable(key, f"{where} (key)", depth + 1)
             if problem:
                 return problem
-            problem = find_unstorable(item, f"{path}.{key}".lstrip("."), depth + 1)
+            problem = find_unstorable(item, where, depth + 1)
             if problem:
                 return problem
     elif isinstance(value, list):

@@ -265,14 +265,7 @@ def event_release_verified(*, event: Event, actor: str) -> str:
                     status_reason="verified after identity provider recovered",
                 )
                 if updated:
-                    audit_append(
-                        kind="event.verified",
-                        request_id=event.request_id,
-                        event_uid=event.uid,
-                        recipient_id=event.recipient_id,
-                        actor=actor,
-                    )
-                    transaction.on_commit(outbox_wake)
+                    _settled(event, kind="event.verified", actor=actor, to_outbox=True)
                 return "released" if updated else ""
     except IntegrityError:
         # An accepted event of the key committed between the check and the update.
@@ -308,15 +301,8 @@ def event_release_held(*, event: Event, actor: str) -> bool:
             pk=event.pk, status=EventStatus.ACCEPTED, outbox_state=OutboxState.HELD
         ).update(outbox_state=OutboxState.PENDING)
         if updated:
-            audit_append(
-                kind="event.released",
-                request_id=event.request_id,
-                event_uid=event.uid,
-                recipient_id=event.recipient_id,
-                actor=actor,
-                data={"reason": "no earlier auth_pending event of its ordering key"},
-            )
-            transaction.on_commit(outbox_wake)
+            reason = "no earlier auth_pending event of its ordering key"
+            _settled(event, kind="event.released", actor=actor, reason=reason, to_outbox=True)
     return bool(updated)
 
 
@@ -330,15 +316,25 @@ def event_reject_pending(*, event: Event, reason: str, actor: str) -> bool:
             status_reason=reason[:255],
         )
         if updated:
-            audit_append(
-                kind="event.rejected",
-                request_id=event.request_id,
-                event_uid=event.uid,
-                recipient_id=event.recipient_id,
-                actor=actor,
-                data={"reason": reason[:255]},
-            )
+            _settled(event, kind="event.rejected", actor=actor, reason=reason[:255])
     return bool(updated)
+
+
+def _settled(
+    event: Event, *, kind: str, actor: str, reason: str = "", to_outbox: bool = False
+) -> None:
+    """The lineage row of an event the verifier settled (inside its transaction), and the
+    outbox's wake-up after the commit when the event now goes to delivery."""
+    audit_append(
+        kind=kind,
+        request_id=event.request_id,
+        event_uid=event.uid,
+        recipient_id=event.recipient_id,
+        actor=actor,
+        data={"reason": reason} if reason else None,
+    )
+    if to_outbox:
+        transaction.on_commit(outbox_wake)
 
 
 def event_mark_handed_off(*, event_ids: list[int]) -> int:

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from comcenter.lib.errors import ErrorSerializer
+from comcenter.lib.wire import IDEMPOTENCY_KEY_PATTERN, IDEMPOTENCY_KEY_RULE
 from events.intake import (
     accept_and_respond,
     parse_json_body,
@@ -38,8 +39,9 @@ _SIGNATURE_HEADERS = [
         str,
         OpenApiParameter.HEADER,
         required=True,
-        description="Unique message id, 1-255 printable ASCII characters; the event's "
-        "idempotency key (a body `idempotency_key`, if any, must equal it).",
+        description=f"Unique message id: the event's idempotency key ({IDEMPOTENCY_KEY_RULE}; "
+        "a body `idempotency_key`, if any, must equal it).",
+        pattern=IDEMPOTENCY_KEY_PATTERN,
     ),
     OpenApiParameter(
         "webhook-timestamp",
@@ -47,6 +49,7 @@ _SIGNATURE_HEADERS = [
         OpenApiParameter.HEADER,
         required=True,
         description="Whole seconds since the Unix epoch; accepted within ±300 s of our clock.",
+        pattern="^[0-9]{1,12}$",
     ),
     OpenApiParameter(
         "webhook-signature",
@@ -80,7 +83,9 @@ class WebhookApi(APIView):
             "The body is an event as for POST /api/v1/events. The body size is checked "
             "before the signature; an unknown source is answered like a wrong signature."
         ),
-        request=EventInSerializer,
+        # The view reads the raw body itself (no parser_classes), so drf-spectacular would
+        # publish no body at all: the media type is named here.
+        request={"application/json": EventInSerializer},
         parameters=[
             OpenApiParameter(
                 "source",
@@ -93,7 +98,11 @@ class WebhookApi(APIView):
         responses={
             202: EventAcceptedSerializer,
             200: OpenApiResponse(EventAcceptedSerializer, "Duplicate of an earlier webhook-id"),
-            400: OpenApiResponse(ErrorSerializer, "Malformed JSON or invalid fields"),
+            400: OpenApiResponse(
+                ErrorSerializer,
+                "Malformed JSON, a member named twice, invalid fields, or a body "
+                "`idempotency_key` that differs from webhook-id",
+            ),
             401: OpenApiResponse(
                 ErrorSerializer,
                 "Missing or malformed signature headers, a timestamp outside the tolerance, "
@@ -102,11 +111,14 @@ class WebhookApi(APIView):
             409: OpenApiResponse(ErrorSerializer, "webhook-id reused with another payload"),
             413: OpenApiResponse(ErrorSerializer, "Body over MAX_EVENT_BYTES"),
             415: OpenApiResponse(ErrorSerializer, "Body not application/json"),
-            422: OpenApiResponse(ErrorSerializer, "Unknown event type"),
+            422: OpenApiResponse(
+                ErrorSerializer, "Unknown event type (the detail names the known ones)"
+            ),
             429: OpenApiResponse(ErrorSerializer, "Throttled (per source); see Retry-After"),
             503: OpenApiResponse(
                 ErrorSerializer,
-                "intake_paused: INTAKE_PAUSED is on, nothing is stored; see Retry-After",
+                "intake_paused (INTAKE_PAUSED is on) or the database unreachable; nothing is "
+                "stored; see Retry-After",
             ),
         },
     )

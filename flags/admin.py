@@ -103,9 +103,9 @@ class FlagChangeAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "name",
-        "old_value",
-        "new_value",
-        "effective_value",
+        "old_word",
+        "new_word",
+        "effective_word",
         "source",
         "actor",
         "reason",
@@ -114,3 +114,22 @@ class FlagChangeAdmin(ReadOnlyAdmin):
     list_filter = ("name", "source")
     search_fields = ("=name", "actor", "reason")
     date_hierarchy = "at"
+    ordering = ("-id",)
+
+    # Words, not the admin's boolean icons: a green tick on DISABLE_SEND=on read as "sending
+    # is fine", and a first change (no operator value before) showed a "?".
+    @admin.display(description="old", ordering="old_value")
+    def old_word(self, change: FlagChange) -> str:
+        return "(not set)" if change.old_value is None else _on_off(change.old_value)
+
+    @admin.display(description="new", ordering="new_value")
+    def new_word(self, change: FlagChange) -> str:
+        return _on_off(change.new_value)
+
+    @admin.display(description="in force after", ordering="effective_value")
+    def effective_word(self, change: FlagChange) -> str:
+        return _on_off(change.effective_value)
+
+
+def _on_off(value: bool) -> str:
+    return "on" if value else "off"

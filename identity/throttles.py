@@ -72,7 +72,10 @@ class FixedWindowThrottle(BaseThrottle):
         except Exception:
             # The shared cache is down: keep accepting (intake availability comes first);
             # /health reports the cache.
-            log.warning("throttle: shared cache unavailable, request not counted")
+            log.warning(
+                "throttle: shared cache unavailable, request not counted",
+                extra={"cause": "cache_unavailable"},
+            )
             return True
         self.wait_seconds = (window + 1) * self.duration - now
         return count <= self.num_requests

@@ -16,7 +16,6 @@ request: the body size first (413, before any HMAC is computed), then the header
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import hashlib
 import hmac
@@ -36,11 +35,12 @@ from identity.caller import Caller
 if TYPE_CHECKING:
     from rest_framework.request import Request
 
+from comcenter.lib.wire import IDEMPOTENCY_KEY_RULE, idempotency_key_valid
+
 SECRET_PREFIX = "whsec_"
 MIN_SECRET_BYTES = 16
 MAX_SIGNATURE_HEADER = 4096
 SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
-_MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII: it is our idempotency key
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 _FORMAT = "WEBHOOK_SECRETS must be comma-separated source=whsec_<base64> pairs"
@@ -75,7 +75,7 @@ def webhook_secrets_parse(raw: str) -> dict[str, tuple[bytes, ...]]:
         encoded = secret[len(SECRET_PREFIX) :]
         try:
             key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a non-ASCII character
             raise ImproperlyConfigured(
                 f"{_FORMAT}; the secret of {source!r} is not base64"
             ) from None
@@ -114,10 +114,9 @@ def webhook_signature_verify(
         raise SignatureRejected(
             "malformed", "webhook-id, webhook-timestamp and webhook-signature are required."
         )
-    if not _MESSAGE_ID.fullmatch(message_id):
-        raise SignatureRejected(
-            "malformed", "webhook-id must be 1 to 255 printable ASCII characters."
-        )
+    if not idempotency_key_valid(message_id):
+        # It is the event's idempotency key, so it follows the key's rule.
+        raise SignatureRejected("malformed", f"webhook-id must be {IDEMPOTENCY_KEY_RULE}.")
     if not _TIMESTAMP.fullmatch(timestamp):
         raise SignatureRejected(
             "malformed", "webhook-timestamp must be whole seconds since the Unix epoch."
@@ -156,7 +155,9 @@ def _v1_signatures(header: str) -> list[bytes]:
             continue
         try:
             digest = base64.b64decode(value, validate=True)
-        except binascii.Error:
+        except ValueError:
+            # binascii.Error for bad base64, a plain ValueError for a non-ASCII character
+            # (a header byte over 0x7f arrives as a Latin-1 character).
             continue
         if len(digest) == hashlib.sha256().digest_size:
             signatures.append(digest)

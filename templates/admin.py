@@ -17,6 +17,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from audit.models import AuditRecord
 from templates.models import Template, TemplateVersion
 from templates.rendering import RenderError, render_version, validate_source
 from templates.sandbox import ALLOWED_FILTERS, ALLOWED_TAGS
@@ -153,6 +154,25 @@ class TemplateAdmin(admin.ModelAdmin):
     search_fields = ("key", "description")
     inlines = (TemplateVersionInline,)
     actions = ("whitelist", "unwhitelist", "enable", "disable")
+    object_history_template = "templates/admin/template_history.html"
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        # Every change goes through an audited service, not the admin's LogEntry: History
+        # shows the template's lineage rows.
+        lineage = (
+            list(
+                AuditRecord.objects.filter(
+                    kind__startswith="template.", data__template_id=int(object_id)
+                ).order_by("-id")[:100]
+            )
+            if object_id.isdigit()
+            else []
+        )
+        return super().history_view(
+            request, object_id, {**(extra_context or {}), "lineage": lineage}
+        )
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # messages keep pointing at its versions; disable it instead

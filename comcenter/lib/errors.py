@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
@@ -57,7 +58,20 @@ def error_body(code: str, detail: Any) -> dict[str, Any]:
     return {"error": code, "detail": detail, "request_id": get_request_id()}
 
 
+# Seconds a client is asked to wait while the database is unreachable: a restart or a
+# fail-over takes a few seconds, and a client that retries soon loses nothing.
+DATABASE_RETRY_AFTER = 2
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database is unreachable (down, restarting, connection cut): nothing was
+        # stored, so the honest answer is "try again", never a 500 a client may not retry.
+        return Response(
+            error_body("database_unavailable", "The database is unreachable; retry later."),
+            503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+        )
     if isinstance(exc, ApiError):
         return Response(
             error_body(exc.code, exc.detail_value), exc.status_code, headers=exc.headers

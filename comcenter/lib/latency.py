@@ -43,7 +43,6 @@ REDIS_KEY = "comcenter:ack_latency_ms"
 _FILE_PREFIX = "ack_latency_"
 _HEADER = struct.Struct("<Q")  # number of samples ever written by this process
 _SLOT = struct.Struct("<dd")  # (unix time, latency ms)
-_WARN_EVERY_SECONDS = 60.0
 # The longest a sample waits in its process before the shared list gets it.
 FLUSH_SECONDS = 0.25
 
@@ -67,22 +66,14 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return ordered[rank - 1]
 
 
-class _Warn:
-    """Log a recorder failure at most once a minute, so a Redis outage does not flood logs."""
-
-    def __init__(self) -> None:
-        self._next = 0.0
-
-    def __call__(self, what: str, exc: BaseException) -> None:
-        now = time.monotonic()
-        if now >= self._next:
-            self._next = now + _WARN_EVERY_SECONDS
-            log.warning(
-                "ack latency recorder: %s failed", what, extra={"error": type(exc).__name__}
-            )
-
-
-_warn = _Warn()
+def _warn(what: str, exc: BaseException) -> None:
+    # One cause, so a Redis outage is logged about once a minute, not per sample
+    # (RepeatLimitFilter, comcenter/lib/logging.py).
+    log.warning(
+        "ack latency recorder: %s failed",
+        what,
+        extra={"error": type(exc).__name__, "cause": f"recorder_{what}"},
+    )
 
 
 # --- Redis ---------------------------------------------------------------------------------

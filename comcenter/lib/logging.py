@@ -25,11 +25,14 @@ in any log line of the same thread or task is replaced, whatever path it took.
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import json
 import logging
 import logging.config
 import os
 import re
+import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -255,6 +258,70 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             entry["stack"] = redact_text(record.stack_info)
         return json.dumps(entry, default=lambda o: redact_text(str(o)), ensure_ascii=False)
+
+
+class RepeatLimitFilter(logging.Filter):
+    """At most one warning per cause per `interval` seconds, across the processes of this
+    machine, so an outage is reported, not shouted: a Redis outage made every request log
+    "cache unavailable" (~1,800 lines in 20 s) and django-q2's sentinel and pusher log each
+    failed connection every half second, in processes that die and are reborn.
+
+    A record's cause is its `cause` extra (our code names it where an outage repeats), or,
+    for the loggers in `loggers` (django-q2's), its message with digits masked (ports, pids
+    and process names vary). Other records pass untouched. The last time a cause was let
+    through is the modification time of a file named after it in `directory`, shared by
+    every process (forked or reincarnated) with no shared memory; two processes racing may
+    both let one through, which is still one line per process per interval."""
+
+    _DIGITS = re.compile(r"[0-9a-f]{6,}|[0-9]+")
+
+    def __init__(
+        self,
+        interval: float | str = 60.0,
+        directory: str = "",
+        loggers: tuple[str, ...] = ("django-q",),
+    ) -> None:
+        super().__init__()
+        self.interval = float(interval)
+        self.directory = directory or os.path.join(
+            tempfile.gettempdir(), f"comcenter-log-repeats-{os.getuid()}"
+        )
+        self.loggers = loggers
+        # Causes this process let through or saw suppressed, and when: no file look-up for
+        # them until the interval is over.
+        self._recent: dict[str, float] = {}
+
+    def cause_of(self, record: logging.LogRecord) -> str | None:
+        cause = getattr(record, "cause", None)
+        if cause is not None:
+            return f"{record.name}|{cause}"
+        if record.levelno >= logging.WARNING and record.name.split(".")[0] in self.loggers:
+            return f"{record.name}|{self._DIGITS.sub('#', str(record.msg))}"
+        return None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        cause = self.cause_of(record)
+        if cause is None or self.interval <= 0:
+            return True
+        now = time.time()
+        if now - self._recent.get(cause, 0.0) < self.interval:
+            return False
+        marker = os.path.join(self.directory, hashlib.sha256(cause.encode()).hexdigest()[:24])
+        try:
+            last = os.stat(marker).st_mtime
+        except OSError:
+            last = 0.0
+        if now - last < self.interval:
+            self._recent[cause] = last
+            return False
+        self._recent[cause] = now
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            with open(marker, "a"):
+                os.utime(marker, (now, now))
+        except OSError:
+            pass  # cannot remember: let the record through rather than lose it
+        return True
 
 
 def configure(config: dict[str, Any]) -> None:

@@ -46,7 +46,7 @@ def test_it_restores_the_rights_and_changes_nothing_the_second_time(db: Any) -> 
     record = AuditRecord.objects.filter(kind="roles.synced", actor="setup_roles").get()
     assert record.data["Operator"] == {
         "added": ["flags.change_flag"],
-        "removed": ["events.change_serviceaccount"],
+        "removed": ["identity.change_serviceaccount"],
     }
 
 

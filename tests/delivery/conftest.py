@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from delivery.models import Message, Route
 from delivery.routes import route_ensure
@@ -25,6 +24,7 @@ from events.services import event_accept, event_type_ensure
 from flags.services import flag_set, flags_forget_cache
 from templates.models import Template
 from templates.services import template_create
+from tests.support.web import database_url
 
 ALICE = "sa:alice"
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,14 +148,6 @@ def accept(db: Any) -> Callable[..., Event]:
 # --- worker processes ----------------------------------------------------------------------
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 class Workers:
     """Worker processes running the outbox consumer and dispatcher against the test
     database, like django-q2 workers woken by the outbox."""
@@ -173,7 +165,7 @@ class Workers:
         base.update(
             DJANGO_SETTINGS_MODULE="comcenter.settings",
             SECRET_KEY="test-" + secrets.token_urlsafe(40),
-            DATABASE_URL=_database_url(),
+            DATABASE_URL=database_url(),
             LOG_LEVEL="ERROR",
             PYTHONPATH=str(ROOT),
         )

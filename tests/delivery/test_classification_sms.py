@@ -36,7 +36,11 @@ def test_it_waits_at_least_retry_after_on_a_429(sms_only, accept, live, sms_gate
     assert Attempt.objects.get(message=message).response_code.split(":")[0] == "429"
 
 
-def test_it_retries_a_503_and_sends_when_the_gateway_recovers(sms_only, accept, live, sms_gateway):
+def test_it_retries_a_503_and_sends_when_the_gateway_recovers(
+    sms_only, accept, live, sms_gateway, settings
+):
+    # A 503 opens the gateway's circuit (delivery/circuit.py); probe again at once here.
+    settings.PROVIDER_PROBE_SECONDS = 0
     sms_gateway.respond(503, sms_gateway.error_body(503, 20503))
     event = accept()
 

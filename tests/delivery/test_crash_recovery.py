@@ -20,6 +20,7 @@ from delivery.models import Attempt, Lane, Message
 from delivery.outbox import outbox_consume
 from delivery.transitions import Change, message_transition
 from tests.delivery.conftest import set_flag, wait_until
+from tests.support.smtp import message_id_of
 
 
 class GatedSmtp:
@@ -35,12 +36,7 @@ class GatedSmtp:
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message_id = ""
-        for line in (envelope.original_content or b"").split(b"\r\n"):
-            if line.lower().startswith(b"message-id:"):
-                message_id = line.split(b":", 1)[1].strip().decode()
-                break
-        self.received.append(message_id)
+        self.received.append(message_id_of(envelope))
         await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 30)
         return "250 OK"
 

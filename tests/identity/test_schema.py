@@ -24,7 +24,7 @@ def test_it_documents_the_webhook_endpoint_headers_and_errors(db: Any) -> None:
         "415",
         "422",
         "429",
-        "503",
+        "503",  # intake_paused, or the database is unreachable
     }
     assert operation["security"] == [{"webhookSignature": []}]
     scheme = schema["components"]["securitySchemes"]["webhookSignature"]

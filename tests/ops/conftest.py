@@ -27,6 +27,12 @@ def _fresh_ops_state(settings: Any) -> Iterator[None]:
 
 
 @pytest.fixture
+def no_proxy(settings: Any) -> None:
+    """No reverse proxy in front (TRUST_PROXY_HEADERS off): /metrics is open to loopback."""
+    settings.TRUST_PROXY_HEADERS = False
+
+
+@pytest.fixture
 def closed_port() -> int:
     """A loopback port nobody listens on: connections are refused at once."""
     with socket.socket() as sock:

@@ -41,3 +41,15 @@ def test_it_answers_a_wrong_method_on_the_ops_views_with_a_json_405(client: Clie
     for url in ("/health", "/health/live", "/canary", "/metrics"):
         response = client.delete(url, HTTP_X_REQUEST_ID="req-405o")
         _assert_error(response, status=405, code="method_not_allowed", request_id="req-405o")
+
+
+def test_it_answers_a_post_to_the_ops_views_with_a_json_405_not_a_csrf_page() -> None:
+    # A browser-like client: the CSRF check runs (the default test client skips it), and
+    # it used to answer Django's HTML 403 page before the view could say 405.
+    browser = Client(enforce_csrf_checks=True)
+    for url in ("/health", "/health/live", "/canary", "/metrics"):
+        response = browser.post(
+            url, data="{}", content_type="application/json", HTTP_X_REQUEST_ID="req-405p"
+        )
+        _assert_error(response, status=405, code="method_not_allowed", request_id="req-405p")
+        assert response["Allow"] == "GET, HEAD"

@@ -5,12 +5,6 @@ both workers."""
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,73 +13,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.web import WebServer
+
 REQUESTS = 120
 
 pytestmark = pytest.mark.slow
 
 
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def server(django_db_setup: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    port = _free_port()
-    log_path = tmp_path / "stdout.log"
-    metrics_dir = tmp_path / "metrics"
-    metrics_dir.mkdir()
-    env = dict(os.environ)
-    env.update(
-        SECRET_KEY=secrets.token_urlsafe(50),
-        DATABASE_URL=_database_url(),
-        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-        GUNICORN_BIND=f"127.0.0.1:{port}",
-        WEB_CONCURRENCY="2",
-        PYTHONUNBUFFERED="1",
-    )
-    with log_path.open("wb") as log, (tmp_path / "stderr.log").open("wb") as errors:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "deploy/gunicorn.conf.py",
-                "comcenter.wsgi:application",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=errors,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    urllib.request.urlopen(f"{base}/health/live", timeout=2)
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
-            yield {"base": base, "log": log_path}
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+    # No proxy in front: /metrics is open to this loopback scraper.
+    web = WebServer(tmp_path, TRUST_PROXY_HEADERS="false").start()
+    try:
+        yield {"base": web.base, "log": web.log}
+    finally:
+        web.stop()
 
 
 def _get(url: str, **headers: str) -> bytes:

@@ -15,7 +15,7 @@ from flags.registry import FLAGS
 from flags.services import flag_set
 from tests.conftest import Actor
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_proxy")]
 
 
 def scrape(client: Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -44,6 +44,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("no_proxy")
 def test_it_sums_counters_of_two_processes(client: Client, settings, tmp_path: Path) -> None:
     _count_in_child(3, tmp_path)
     _count_in_child(4, tmp_path)

@@ -23,25 +23,14 @@ from django.conf import settings
 from comcenter.run import DEFAULT_WEB_SERVER, web_command
 from identity.auth import issue_access_token
 from identity.services import service_account_create
+from tests.support.web import database_url, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-# Far below the seconds a stalled client would hold a sync worker (the worker timeout, 30 s).
-PROMPT = 5.0
+# Below the 30 s a stalled client holds a sync worker (its timeout), with room for a loaded
+# machine: what is asserted is that the answer does not wait for the stalled clients.
+PROMPT = 20.0
 
 pytestmark = pytest.mark.slow
-
-
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -53,7 +42,7 @@ def token(transactional_db: Any, event_types: list[str]) -> str:
 
 @pytest.fixture
 def server(token: str, tmp_path: Path) -> Iterator[tuple[str, int]]:
-    port = _free_port()
+    port = free_port()
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     env = dict(os.environ)
@@ -61,7 +50,7 @@ def server(token: str, tmp_path: Path) -> Iterator[tuple[str, int]]:
         SECRET_KEY=secrets.token_urlsafe(50),
         # The test process signs the token; the server must check it with the same key.
         JWT_SIGNING_KEY=settings.SIMPLE_JWT["SIGNING_KEY"],
-        DATABASE_URL=_database_url(),
+        DATABASE_URL=database_url(),
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
         PYTHONUNBUFFERED="1",
     )

@@ -25,6 +25,14 @@ class ReceivedMail:
     message: EmailMessage
 
 
+def message_id_of(envelope: Envelope) -> str:
+    """The Message-ID header of a received message, as raw bytes arrived ("" if none)."""
+    for line in (envelope.original_content or b"").split(b"\r\n"):
+        if line.lower().startswith(b"message-id:"):
+            return line.split(b":", 1)[1].strip().decode()
+    return ""
+
+
 class _FreePortController(Controller):
     """aiosmtpd's Controller binds the port it is given; with port 0 the OS picks a free one
     and we read it back before the controller's own start-up probe connects to it. It also

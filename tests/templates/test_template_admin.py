@@ -187,3 +187,18 @@ def test_it_switches_templates_in_bulk_and_reports_counts(
 def test_it_offers_no_delete(olivia, make_template):
     template = make_template()
     assert olivia.get(f"{LIST}{template.pk}/delete/").status_code == 403
+
+
+def test_it_shows_the_lineage_on_the_history_page(olivia, make_template):
+    template = make_template()
+    olivia.post(LIST, {"action": "disable", "_selected_action": [template.pk]})
+
+    response = olivia.get(f"{LIST}{template.pk}/history/")
+
+    assert response.status_code == 200
+    assert [record.kind for record in response.context["lineage"]] == [
+        "template.enabled",
+        "template.created",
+    ]
+    assert 'id="template-lineage"' in response.text
+    assert "enabled=False" in response.text

@@ -1,0 +1,55 @@
+"""schemathesis hooks for the contract run (tests/contract/schemathesis_run.py).
+
+Loaded by name through SCHEMATHESIS_HOOKS. `before_call` signs every webhook request as the
+configured partner would (Standard Webhooks over the exact bytes sent), so generated bodies
+get past the signature to the parser and validation; `after_call` tallies the answers per
+operation into CONTRACT_TALLY (a JSON file) for the run's report."""
+
+from __future__ import annotations
+
+import base64
+import collections
+import hashlib
+import hmac
+import json
+import os
+import time
+import uuid
+from typing import Any
+
+import schemathesis
+
+_tally: collections.Counter[str] = collections.Counter()
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
+    if not case.operation.path.startswith("/api/v1/webhooks/"):
+        return
+    source, _, secret = os.environ["CONTRACT_WEBHOOK"].partition("=")
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    try:
+        raw = json.dumps(case.body).encode() if case.body is not None else b""
+    except (TypeError, ValueError):
+        return  # not JSON (a negative case of another media type): sent unsigned
+    # A body's idempotency_key must equal webhook-id (else 400): use it, so that generated
+    # bodies reach validation and intake instead of stopping at that comparison.
+    body_key = case.body.get("idempotency_key") if isinstance(case.body, dict) else None
+    message_id = body_key if isinstance(body_key, str) else f"contract-{uuid.uuid4().hex}"
+    timestamp = str(int(time.time()))
+    signature = hmac.new(key, f"{message_id}.{timestamp}.".encode() + raw, hashlib.sha256)
+    case.path_parameters = {**(case.path_parameters or {}), "source": source}
+    case.headers = {
+        **(case.headers or {}),
+        "webhook-id": message_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": "v1," + base64.b64encode(signature.digest()).decode(),
+    }
+    kwargs["data"] = raw  # the signed bytes are the bytes sent
+
+
+@schemathesis.hook
+def after_call(context: Any, case: Any, response: Any) -> None:
+    _tally[f"{case.operation.method.upper()} {case.operation.path} {response.status_code}"] += 1
+    with open(os.environ["CONTRACT_TALLY"], "w") as out:
+        json.dump(dict(_tally), out, indent=1, sort_keys=True)

@@ -1,0 +1,88 @@
+"""A provider that is down is detected once: the failing send opens its circuit, the other
+messages wait without spending attempts, one probe at a time tests the provider, and when it
+answers again every held message goes out within seconds (not after its retry backoff)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from delivery.models import Attempt, AttemptOutcome, Message, ProviderCircuit
+from tests.delivery.conftest import run_pump, wait_until
+
+RECIPIENTS = [f"student-{n}@example.org" for n in range(5)]
+
+
+@pytest.fixture
+def smtp_down(settings, smtp_server):
+    """SMTP configured, but at a port nobody listens on (the server is "down")."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    settings.EMAIL_PORT = closed
+    settings.PROVIDER_PROBE_SECONDS = 60  # a test that wants probes sets it shorter
+    return smtp_server
+
+
+def test_it_detects_an_outage_once_and_spends_no_attempts_while_it_lasts(
+    email_only, accept, live, smtp_down
+):
+    for n, address in enumerate(RECIPIENTS):
+        accept(recipient={"id": f"student-{n}", "email": address})
+
+    run_pump()
+
+    attempts = sorted(Message.objects.values_list("state", "attempts"))
+    assert attempts == [("pending", 0)] * 4 + [("retrying", 1)]
+    assert ProviderCircuit.objects.filter(provider="email").exists()
+
+    run_pump()  # the circuit is open: nothing is claimed, no attempt spent
+    assert sorted(Message.objects.values_list("attempts", flat=True)) == [0, 0, 0, 0, 1]
+
+
+def test_it_probes_and_releases_everything_within_seconds_of_recovery(
+    email_only, accept, live, smtp_down, settings
+):
+    settings.PROVIDER_PROBE_SECONDS = 0.5
+    for n, address in enumerate(RECIPIENTS):
+        accept(recipient={"id": f"student-{n}", "email": address})
+    down_since = time.monotonic()
+    run_pump()
+    time.sleep(0.6)
+    run_pump()  # a probe finds it still down: the circuit opens again
+
+    settings.EMAIL_PORT = smtp_down.port  # the server is back
+    outage = time.monotonic() - down_since
+    recovered = time.monotonic()
+    wait_until(_pump_until_all_sent, timeout=10)
+    drained = time.monotonic() - recovered
+
+    assert not ProviderCircuit.objects.exists()
+    assert len(smtp_down.messages) == 5
+    # Failed attempts: the one that found the outage, then at most one probe per interval.
+    failed = Attempt.objects.filter(outcome=AttemptOutcome.TRANSIENT).count()
+    assert 1 <= failed <= 2 + outage / settings.PROVIDER_PROBE_SECONDS
+    # Nobody waited out a retry backoff (30 s base, full jitter).
+    assert drained < 10
+
+
+def _pump_until_all_sent() -> bool:
+    run_pump()
+    return set(Message.objects.values_list("state", flat=True)) == {"sent"}
+
+
+def test_it_does_not_take_one_mailbox_s_temporary_refusal_for_an_outage(
+    email_only, accept, live, smtp_server
+):
+    smtp_server.reply_for("student-0@example.org", 451)  # that mailbox only, "try later"
+    for n, address in enumerate(RECIPIENTS):
+        accept(recipient={"id": f"student-{n}", "email": address})
+
+    run_pump()
+
+    states = dict(Message.objects.values_list("to_address", "state"))
+    assert states.pop("student-0@example.org") == "retrying"
+    assert set(states.values()) == {"sent"}
+    assert not ProviderCircuit.objects.exists()
