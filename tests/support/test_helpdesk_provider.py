@@ -68,7 +68,10 @@ def test_it_retries_a_5xx_and_dead_letters_a_4xx(helpdesk: Helpdesk, post_ticket
 
     retrying = messages_of(transient.json()["id"])[ROUTING]
     dead = messages_of(permanent.json()["id"])[ROUTING]
-    assert (retrying.state, retrying.last_error) == ("retrying", "helpdesk answered 503: no error code")
+    assert (retrying.state, retrying.last_error) == (
+        "retrying",
+        "helpdesk answered 503: no error code",
+    )
     assert (dead.state, dead.last_error) == ("dead", "helpdesk answered 404: no error code")
     assert dead.attempt_set.get().outcome == "permanent_error"
 
