@@ -8,8 +8,9 @@
 
 A message on the `helpdesk` channel is addressed to the ticket id. The routing message
 (template `t_helpdesk_routing`) writes the ticket's tags and team as classified; any other
-message posts its rendered text as a public reply. Errors are classified like the SMS
-gateway's: 429 (with its Retry-After) and 5xx transient, other 4xx permanent, no answer
+message posts its rendered text as a public reply. It runs on the provider base's send
+pipeline (check -> deliver -> classify -> log once); errors classify like every HTTP vendor's
+(`http_error`): 429 (with its Retry-After) and 5xx transient, other 4xx permanent, no answer
 transient. A routing message retried after a partial success sends both writes again under
 the same keys, which the helpdesk recognises.
 """
@@ -53,9 +54,6 @@ class RichpanelProvider(Provider):
     def headers(self) -> dict[str, str]:
         return {"x-richpanel-key": settings.HELPDESK_API_KEY}
 
-    def classify(self, exc: BaseException) -> ProviderError | None:
-        return http_error(exc, vendor="helpdesk") if isinstance(exc, http.HttpError) else None
-
     def session_open(self, *, timeout: float) -> ProviderSession:
         return HelpdeskSession(self, timeout=min(timeout, settings.HELPDESK_TIMEOUT))
 
@@ -70,14 +68,21 @@ class RichpanelProvider(Provider):
                 headers=self.headers(),
             )
         except http.HttpError as exc:
-            return HealthResult(
-                ok=False, detail=f"helpdesk {host}: {http_error(exc, vendor='helpdesk').message}"
-            )
+            error = self.classify(exc)
+            assert error is not None  # an HttpError always classifies
+            return HealthResult(ok=False, detail=f"helpdesk {host}: {error.message}")
         return HealthResult(ok=True, detail=f"helpdesk {host}: {response.status}")
+
+    def classify(self, exc: BaseException) -> ProviderError | None:
+        if not isinstance(exc, http.HttpError):
+            return None
+        return http_error(exc, vendor="helpdesk")
 
 
 class HelpdeskSession(ProviderSession):
     """One keep-alive HTTP session to the helpdesk for a batch of writes."""
+
+    provider: RichpanelProvider
 
     def __init__(self, provider: RichpanelProvider, *, timeout: float) -> None:
         super().__init__(provider)
@@ -90,24 +95,24 @@ class HelpdeskSession(ProviderSession):
         ticket_url = f"{self._base}/tickets/{quote(message.to, safe='')}"
         key = message.message_uid
         row = Message.objects.filter(uid=key).values("template_key", "event_id").first()
-        if row is not None and row["template_key"] == ROUTING_TEMPLATE:
-            ticket = Ticket.objects.filter(event_id=row["event_id"]).first()
-            if ticket is None:
-                raise ProviderError(
-                    "no classified ticket", permanent=True, response_code=CODE_INVALID
-                )
-            status = 0
-            if ticket.tags:
-                status = self._write(
-                    "PUT", f"{ticket_url}/add-tags", {"tags": ticket.tags}, f"{key}:tags"
-                )
-            if ticket.team:
-                status = self._write(
-                    "PUT", ticket_url, {"ticket": {"team": ticket.team}}, f"{key}:team"
-                )
+        if row is None:
+            raise ProviderError("unknown message", permanent=True, response_code=CODE_INVALID)
+        if row["template_key"] != ROUTING_TEMPLATE:
+            comment = {"comment": {"sender_type": "operator", "body": message.text, "public": True}}
+            status = self._write("POST", f"{ticket_url}/comments", comment, key)
             return SendResult(provider_message_id="", response_code=str(status))
-        comment = {"comment": {"sender_type": "operator", "body": message.text, "public": True}}
-        status = self._write("POST", f"{ticket_url}/comments", comment, key)
+        ticket = Ticket.objects.filter(event_id=row["event_id"]).first()
+        if ticket is None:
+            raise ProviderError("no classified ticket", permanent=True, response_code=CODE_INVALID)
+        status = 0
+        if ticket.tags:
+            status = self._write(
+                "PUT", f"{ticket_url}/add-tags", {"tags": ticket.tags}, f"{key}:tags"
+            )
+        if ticket.team:
+            status = self._write(
+                "PUT", ticket_url, {"ticket": {"team": ticket.team}}, f"{key}:team"
+            )
         return SendResult(provider_message_id="", response_code=str(status))
 
     def _write(self, method: str, url: str, body: dict[str, Any], key: str) -> int:
