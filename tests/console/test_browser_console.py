@@ -1,7 +1,9 @@
 """The console in a real browser (Debian's Chromium driven by Playwright) against a live
 server on loopback, as each role: the dashboard's charts, the kill switch from the dashboard
 seen by a second operator, an auditor without change controls, a DLQ requeue, a template
-preview. Each screen is saved under docs/screenshots/ for the README.
+preview. Each screen is saved as a PNG: under docs/screenshots/ (the README's pictures) when
+CONSOLE_SCREENSHOTS=docs/screenshots is set, otherwise in a temporary folder, so a test run
+never rewrites files of the repository.
 
 Needs /usr/bin/chromium (`apt-get install chromium`, which .ci/run does); skipped only
 outside CI when it is absent."""
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +32,7 @@ from templates.models import Template
 from tests.support.demo import load_demo_traffic
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS") or tempfile.mkdtemp(prefix="console-shots-"))
 ARGS = [
     "--headless",
     "--no-sandbox",
