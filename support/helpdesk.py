@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
 from django.conf import settings
@@ -59,19 +59,12 @@ class RichpanelProvider(Provider):
 
     def health_check(self, *, timeout: float) -> HealthResult:
         # A read of one ticket page checks reachability and the key, and writes nothing.
-        host = urlsplit(settings.HELPDESK_URL).netloc
-        try:
-            response = http.request(
-                "GET",
-                f"{self.base_url()}/tickets?per_page=1",
-                timeout=timeout,
-                headers=self.headers(),
-            )
-        except http.HttpError as exc:
-            error = self.classify(exc)
-            assert error is not None  # an HttpError always classifies
-            return HealthResult(ok=False, detail=f"helpdesk {host}: {error.message}")
-        return HealthResult(ok=True, detail=f"helpdesk {host}: {response.status}")
+        return self.http_health(
+            label="helpdesk",
+            url=f"{self.base_url()}/tickets?per_page=1",
+            timeout=timeout,
+            headers=self.headers(),
+        )
 
     def classify(self, exc: BaseException) -> ProviderError | None:
         if not isinstance(exc, http.HttpError):

@@ -19,7 +19,10 @@ import threading
 import time
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
 
+from comcenter.lib import http
 from comcenter.lib.http import HttpError
 
 logger = logging.getLogger(__name__)
@@ -215,6 +218,18 @@ class Provider:
         """A subclass must probe the provider cheaply (connect, no-op) within `timeout`
         seconds. It may raise; `health()` turns any exception into ok=False."""
         raise NotImplementedError
+
+    def http_health(self, *, label: str, url: str, timeout: float, **kwargs: Any) -> HealthResult:
+        """The health probe of an HTTP provider: a GET of `url` that reads and writes nothing
+        (it checks reachability and credentials), its failure worded by `classify`."""
+        host = urlsplit(url).netloc
+        try:
+            response = http.request("GET", url, timeout=timeout, **kwargs)
+        except http.HttpError as exc:
+            error = self.classify(exc)
+            assert error is not None  # an HttpError always classifies
+            return HealthResult(ok=False, detail=f"{label} {host}: {error.message}")
+        return HealthResult(ok=True, detail=f"{label} {host}: {response.status}")
 
     def classify(self, exc: BaseException) -> ProviderError | None:
         """A subclass maps an exception its client raised (a vendor reply, a timeout, a

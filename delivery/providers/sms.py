@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
 from django.conf import settings
@@ -81,16 +81,9 @@ class TwilioSmsProvider(Provider):
 
     def health_check(self, *, timeout: float) -> HealthResult:
         # Fetching the account resource checks reachability and credentials, sends nothing.
-        host = urlsplit(settings.SMS_GATEWAY_URL).netloc
-        try:
-            response = http.request(
-                "GET", f"{self.account_url()}.json", timeout=timeout, auth=self.auth()
-            )
-        except http.HttpError as exc:
-            error = self.classify(exc)
-            assert error is not None  # an HttpError always classifies
-            return HealthResult(ok=False, detail=f"gateway {host}: {error.message}")
-        return HealthResult(ok=True, detail=f"gateway {host}: {response.status}")
+        return self.http_health(
+            label="gateway", url=f"{self.account_url()}.json", timeout=timeout, auth=self.auth()
+        )
 
     def classify(self, exc: BaseException) -> ProviderError | None:
         if not isinstance(exc, http.HttpError):
