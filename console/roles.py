@@ -21,6 +21,7 @@ OPERATOR, AUDITOR, ADMIN = "Operator", "Auditor", "Admin"
 # configuration an operator works with.
 _READS = (
     "audit.view_auditrecord",
+    "audit.view_auditseal",
     "console.view_dashboard",
     "delivery.view_attempt",
     "delivery.view_deadletter",

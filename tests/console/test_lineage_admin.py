@@ -15,6 +15,7 @@ from django.test import Client
 
 from audit.models import AuditRecord
 from audit.services import audit_append, audit_seal
+from tests.audit.tamper import tampering
 
 EXPORT = "/admin/console/lineage/"
 VERIFY = "/admin/console/lineage/verify/"
@@ -98,8 +99,9 @@ def test_it_runs_the_chain_check_and_shows_it_intact(audrey: Client) -> None:
 
 def test_it_names_the_first_bad_row_when_the_chain_is_broken(audrey: Client) -> None:
     audit_seal()
-    first = AuditRecord.objects.order_by("seq").first()
-    AuditRecord.objects.filter(pk=first.pk).update(recipient_id="forged")
+    first = AuditRecord.objects.order_by("id").first()
+    with tampering():
+        AuditRecord.objects.filter(pk=first.pk).update(recipient_id="forged")
 
     response = audrey.post(VERIFY)
 

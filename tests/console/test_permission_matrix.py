@@ -29,6 +29,7 @@ from django.urls import URLPattern, reverse
 from django.utils import timezone
 
 from audit.models import AuditRecord
+from audit.services import audit_seal
 from delivery.models import Attempt, Message, MessageState
 from delivery.suppressions import suppression_add
 from events.models import Event
@@ -79,6 +80,7 @@ MODELS: dict[str, Rights] = {
     "django_q.failure": Rights(ADMIN_ONLY, NOBODY, ADMIN_ONLY, ADMIN_ONLY),
     "django_q.ormq": Rights(ADMIN_ONLY, NOBODY, ADMIN_ONLY, ADMIN_ONLY),
     "audit.auditrecord": Rights(READERS),
+    "audit.auditseal": Rights(READERS),
     # The flag list is a custom page (changes by POST with a reason); the stock edit page
     # only redirects to it.
     "flags.flag": Rights(READERS, change=OPS, overrides={"change": _everyone_staff(302)}),
@@ -251,6 +253,7 @@ def world(db: Any, settings: Any) -> dict[str, Client]:
             success=success,
             attempt_count=1,
         )
+    audit_seal()
     if "django_q.ormq" in _registered():
         OrmQ.objects.create(key="comcenter", payload=SignedPackage.dumps({"id": "x", "func": "f"}))
     return _clients()
