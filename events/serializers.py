@@ -28,12 +28,14 @@ class StrictSerializer(serializers.Serializer):
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
             # DRF's CharField turns 7 into "7"; the schema says string, and a key sent as a
-            # number must not quietly equal the same key sent as text.
+            # number must not quietly equal the same key sent as text. A null is the field's
+            # own to answer ("may not be null", or allowed where the field allows it).
             not_text = sorted(
                 name
                 for name, field in self.fields.items()
                 if isinstance(field, serializers.CharField)
                 and name in data
+                and data[name] is not None
                 and not isinstance(data[name], str)
             )
             if not_text:
