@@ -308,6 +308,10 @@ class EvidenceRun:
         )
         started = time.monotonic()
         try:
+            # Every node reads flags through a cache of FLAG_CACHE_SECONDS (this command runs
+            # with the deployment's settings): a probe sent sooner could be dispatched by a
+            # worker that has not seen the pause yet.
+            time.sleep(settings.FLAG_CACHE_SECONDS)
             event_id = self._post_event("new_match", f"evidence-{self.run_id}-paused")
             # Held at the gate; a later message of the same recipient waits behind it
             # (per-key order), still pending: both show that nothing is dispatched.

@@ -190,9 +190,10 @@ def test_it_pauses_intake_on_jwt_failures_and_stores_nothing(
     assert incident.samples == 50
     assert incident.measured == pytest.approx(0.2)
     assert incident.flag == "INTAKE_PAUSED"
+    # Posts that reach a process before it reads the flag are still accepted (the flag is
+    # cached up to FLAG_CACHE_SECONDS): wait until both answer 503, then nothing may be stored.
     _wait_for(lambda: _post_event(web, token, f"paused-{uuid.uuid4()}") == 503)
     stored = Event.objects.count()
-    assert stored == 40
     assert (
         _parallel([lambda i=i: _post_event(web, token, f"late-{i}") for i in range(10)])
         == [503] * 10
