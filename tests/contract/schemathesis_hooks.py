@@ -34,8 +34,12 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         return  # not JSON (a negative case of another media type): sent unsigned
     # A body's idempotency_key must equal webhook-id (else 400): use it, so that generated
     # bodies reach validation and intake instead of stopping at that comparison.
+    # Only a key that can travel in a header at all: a non-ASCII or control byte there is a
+    # framing error that the web server answers itself, before the application (documented in
+    # docs/hardening.md), and no schema can describe that answer.
     body_key = case.body.get("idempotency_key") if isinstance(case.body, dict) else None
-    message_id = body_key if isinstance(body_key, str) else f"contract-{uuid.uuid4().hex}"
+    sendable = isinstance(body_key, str) and body_key.isascii() and body_key.isprintable()
+    message_id = body_key if sendable else f"contract-{uuid.uuid4().hex}"
     timestamp = str(int(time.time()))
     signature = hmac.new(key, f"{message_id}.{timestamp}.".encode() + raw, hashlib.sha256)
     case.path_parameters = {**(case.path_parameters or {}), "source": source}
