@@ -9,8 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +22,8 @@ from comcenter.schedules import sync_schedules
 from flags.models import FlagChange
 from flags.services import flag_is_on, flags_forget_cache
 from identity.services import service_account_create
-from tests.guard.test_guard_live import _database_url, _free_port
 from tests.support.http_stub import HttpStub, StubAnswer
+from tests.support.web import database_url, free_port, wait_live
 
 ROOT = Path(__file__).resolve().parents[2]
 ISSUER = "https://idp.example.test/realms/ops"
@@ -48,12 +46,12 @@ def deployment(
 ) -> Iterator[dict[str, Any]]:
     call_command("load_demo", verbosity=0)
     sync_schedules()  # the ticker (an earlier test's flush may have emptied the table)
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     env.update(
         SECRET_KEY=settings.SECRET_KEY,
         DJANGO_SETTINGS_MODULE="tests.guard.web_settings",
-        DATABASE_URL=_database_url(),
+        DATABASE_URL=database_url(),
         REDIS_URL=settings.REDIS_URL,
         PORT=str(port),
         JWKS_URL=jwks,
@@ -70,15 +68,7 @@ def deployment(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health/live", timeout=2)
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_live(base, process, timeout=60)
         yield {
             "base": base,
             "drop": tmp_path / "drop-header",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,30 +31,18 @@ from flags.services import flag_set
 from guard.models import Incident
 from guard.services import guard_check, incident_resolve
 from tests.conftest import Actor
+from tests.support.web import database_url, free_port, wait_live
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("live_store")]
 
 
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def web(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """gunicorn with two workers on the test database (and Redis, when the suite has one)."""
     tmp = tmp_path_factory.mktemp("guard-web")
-    port = _free_port()
+    port = free_port()
     metrics = tmp / "metrics"
     metrics.mkdir()
     env = dict(os.environ)
@@ -63,7 +50,7 @@ def web(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         # The test process's key: the tokens it issues must verify in the server.
         SECRET_KEY=settings.SECRET_KEY,
         DJANGO_SETTINGS_MODULE="tests.guard.web_settings",
-        DATABASE_URL=_database_url(),
+        DATABASE_URL=database_url(),
         PROMETHEUS_MULTIPROC_DIR=str(metrics),
         GUNICORN_BIND=f"127.0.0.1:{port}",
         WEB_CONCURRENCY="2",
@@ -82,15 +69,7 @@ def web(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    urllib.request.urlopen(f"{base}/health/live", timeout=2)
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
+            wait_live(base, process, timeout=60)
             yield {"base": base, "log": log_path}
         finally:
             process.send_signal(signal.SIGTERM)

@@ -23,7 +23,7 @@ from django.conf import settings
 from comcenter.run import DEFAULT_WEB_SERVER, web_command
 from identity.auth import issue_access_token
 from identity.services import service_account_create
-from tests.support.web import database_url, free_port
+from tests.support.web import database_url, free_port, wait_live
 
 ROOT = Path(__file__).resolve().parents[2]
 # Below the 30 s a stalled client holds a sync worker (its timeout), with room for a loaded
@@ -60,15 +60,7 @@ def server(token: str, tmp_path: Path) -> Iterator[tuple[str, int]]:
     with (tmp_path / "server.log").open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
         try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=30)
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
+            wait_live(f"http://127.0.0.1:{port}", process, timeout=90)
             yield "127.0.0.1", port
         finally:
             process.send_signal(signal.SIGTERM)

@@ -36,6 +36,21 @@ def database_url() -> str:
     return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def wait_live(base: str, process: subprocess.Popen[bytes], *, timeout: float) -> None:
+    """Until `base` answers /health/live; OSError once the process has exited or `timeout`
+    seconds have passed. A probe that timed out is still served (and counted) later, so each
+    probe waits long for its answer instead of being sent again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/health/live", timeout=30)
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 class WebServer:
     """gunicorn serving comcenter; `env` overrides the environment it starts with. It shares
     the test process's SECRET_KEY, so tokens the test issues are valid there."""
@@ -75,17 +90,12 @@ class WebServer:
                 stdout=log,
                 stderr=errors,
             )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                # A probe that timed out is still served (and counted) later: wait for it.
-                urllib.request.urlopen(f"{self.base}/health/live", timeout=30)
-                return self
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise
-                time.sleep(0.2)
+        try:
+            wait_live(self.base, self.process, timeout=timeout)
+        except OSError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
