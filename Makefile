@@ -37,7 +37,7 @@ migrate: install .env
 demo: migrate
 	$(PY) manage.py load_demo
 
-# Web (gunicorn) and the django-q2 cluster together; Ctrl-C or SIGTERM stops both.
+# Web (granian by default, WEB_SERVER=gunicorn for the alternative) and the django-q2 cluster together; Ctrl-C or SIGTERM stops both.
 run: demo
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	PORT=$(PORT) $(PY) -m comcenter.run
