@@ -13,6 +13,7 @@ from delivery.models import Message, MessageTally
 from delivery.outbox import outbox_consume
 from delivery.selectors import queue_stats
 from delivery.tally import message_tally, tally_fold
+from guard.services import queue_depth
 from tests.delivery.conftest import run_pump
 
 
@@ -72,6 +73,26 @@ def test_it_reports_entries_into_final_states_for_the_dlq_ratio(routes, accept):
     # 4 dry runs entered, then one of them became dead: 5 final entries, 1 of them dead.
     assert stats["dlq_ratio"] == 1 / 5
     assert (stats["dead"], stats["by_state"]["dry_run"], stats["depth"]) == (1, 3, 0)
+
+
+def test_the_guards_queue_depth_is_the_tallys_in_one_query_whatever_the_table_size(routes, accept):
+    for _ in range(3):
+        accept()
+    outbox_consume()
+    with CaptureQueriesContext(connection) as small:
+        depth = queue_depth()
+    assert depth == actual()["pending"] == 6
+    for _ in range(30):
+        accept()
+    outbox_consume()
+    Message.objects.filter(pk=Message.objects.order_by("id").first().pk).update(state="dead")
+    with CaptureQueriesContext(connection) as large:
+        depth = queue_depth()
+    assert depth == actual()["pending"] == 65  # the dead message is no longer queued
+
+    # the database clock and the tally's sum; never a count over the message table
+    assert len(large) == len(small) == 2
+    assert not any('"delivery_message"' in q["sql"] for q in large.captured_queries)
 
 
 def scrape_queries(client) -> int:
