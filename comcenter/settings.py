@@ -421,6 +421,10 @@ RETRY_BASE_SECONDS = _float("RETRY_BASE_SECONDS", 30.0)
 RETRY_CAP_SECONDS = _float("RETRY_CAP_SECONDS", 3600.0)
 RETRY_MAX_ATTEMPTS = _int("RETRY_MAX_ATTEMPTS", 8, minimum=1)
 DISPATCH_LEASE_SECONDS = _int("DISPATCH_LEASE_SECONDS", 60, minimum=5)
+# A dispatching worker's liveness record lives this long unless its heartbeat renews it; a
+# claim whose worker's liveness has run out is recovered then, not at the end of its lease
+# (delivery/liveness.py).
+WORKER_LIVENESS_SECONDS = _float("WORKER_LIVENESS_SECONDS", 5.0, minimum=1.0)
 # A provider found down is probed with one message every this many seconds (delivery/circuit.py).
 PROVIDER_PROBE_SECONDS = _float("PROVIDER_PROBE_SECONDS", 2.0)
 DISPATCH_BATCH_SIZE = _int("DISPATCH_BATCH_SIZE", 100, minimum=1)
