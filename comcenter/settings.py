@@ -282,6 +282,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The ops views are plain Django views, which drf-spectacular does not enumerate.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "comcenter.ops_schema.add_ops_paths",
+    ],
 }
 
 # --- intake -----------------------------------------------------------------------------
