@@ -522,6 +522,7 @@ LOGGING = {
     "filters": {
         "request_id": {"()": "comcenter.lib.logging.RequestIdFilter"},
         "redact": {"()": "comcenter.lib.logging.RedactFilter"},
+        "refused": {"()": "comcenter.lib.logging.RefusedRequestFilter"},
         "repeats": {
             "()": "comcenter.lib.logging.RepeatLimitFilter",
             "interval": _int("LOG_REPEAT_SECONDS", 60, minimum=0),
@@ -540,6 +541,21 @@ LOGGING = {
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django.server": {"level": "WARNING"},
+        # A refused Host header and the like: one warning line, no traceback (any client can
+        # send one; under granian even framing gunicorn refuses itself reaches Django). A
+        # logger's filters see only its own records, so each of Django's is named.
+        **{
+            f"django.security.{name}": {"filters": ["refused"]}
+            for name in (
+                "DisallowedHost",
+                "DisallowedRedirect",
+                "RequestDataTooBig",
+                "TooManyFieldsSent",
+                "TooManyFilesSent",
+                "SuspiciousOperation",
+                "csrf",
+            )
+        },
         # Its DEBUG records of failed variable lookups quote the render context (message
         # data); keep them out even when LOG_LEVEL=DEBUG.
         "django.template": {"level": "INFO"},
