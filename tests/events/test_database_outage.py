@@ -38,15 +38,18 @@ def own_postgres() -> Iterator[ThrowawayPostgres]:
         server.remove()
 
 
-@pytest.fixture
-def web(own_postgres: ThrowawayPostgres, tmp_path: Path) -> Iterator[WebServer]:
+# The same answers from the server `make run` starts (granian RSGI) and from gunicorn.
+@pytest.fixture(params=["granian", "gunicorn"])
+def web(
+    request: pytest.FixtureRequest, own_postgres: ThrowawayPostgres, tmp_path: Path
+) -> Iterator[WebServer]:
     env = {
         "DATABASE_URL": own_postgres.url(),
         "DEMO_CLIENT_ID": "demo",
         "DEMO_CLIENT_SECRET": DEMO_SECRET,
         "REDIS_URL": "",
     }
-    server = WebServer(tmp_path, **env)
+    server = WebServer(tmp_path, server=request.param, **env)
     for command in (["migrate", "--noinput"], ["load_demo"]):
         subprocess.run(
             [sys.executable, "manage.py", *command],
