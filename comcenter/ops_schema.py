@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from comcenter.ops import CANARY_FIELDS
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 HEADERS_405 = {"Allow": {"schema": {"type": "string"}, "description": "GET, HEAD"}}
 
@@ -50,16 +52,7 @@ CANARY = {
         },
         "dependencies_ok": {"type": "boolean"},
     },
-    "required": [
-        "app",
-        "version",
-        "build",
-        "status",
-        "mode",
-        "p95_ms",
-        "security_headers",
-        "dependencies_ok",
-    ],
+    "required": list(CANARY_FIELDS),
 }
 
 

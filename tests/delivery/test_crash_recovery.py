@@ -55,14 +55,17 @@ def gated_smtp():
         server._controller.stop()
 
 
-@pytest.mark.slow
-def test_a_killed_worker_loses_nothing_and_duplicates_at_most_one(
-    workers, email_only, accept, gated_smtp
-):
+@pytest.fixture
+def four_live(email_only, accept) -> None:
+    """Four emails due, sends on: one worker claims all four in one batch."""
     set_flag("DISABLE_SEND", False)
     set_flag("RATE_LIMIT_ENABLED", False)
     for n in range(4):
         accept(recipient={"id": f"student-{n}", "email": f"student-{n}@example.org"})
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_nothing_and_duplicates_at_most_one(workers, four_live, gated_smtp):
     env = {"EMAIL_URL": f"smtp://127.0.0.1:{gated_smtp.port}", "DISPATCH_LEASE_SECONDS": "5"}
 
     (doomed,) = workers.start(1, **env)
@@ -92,12 +95,8 @@ LIVENESS = {"DISPATCH_LEASE_SECONDS": "60", "WORKER_LIVENESS_SECONDS": "3"}
 
 @pytest.mark.slow
 def test_a_killed_worker_claims_are_sent_within_seconds_not_at_its_lease_end(
-    workers, email_only, accept, gated_smtp
+    workers, four_live, gated_smtp
 ):
-    set_flag("DISABLE_SEND", False)
-    set_flag("RATE_LIMIT_ENABLED", False)
-    for n in range(4):
-        accept(recipient={"id": f"student-{n}", "email": f"student-{n}@example.org"})
     env = {"EMAIL_URL": f"smtp://127.0.0.1:{gated_smtp.port}", **LIVENESS}
     (doomed,) = workers.start(1, **env)
     wait_until(lambda: gated_smtp.received)
@@ -118,12 +117,8 @@ def test_a_killed_worker_claims_are_sent_within_seconds_not_at_its_lease_end(
 
 @pytest.mark.slow
 def test_a_worker_paused_past_its_liveness_sends_nothing_more_when_it_resumes(
-    workers, email_only, accept, gated_smtp
+    workers, four_live, gated_smtp
 ):
-    set_flag("DISABLE_SEND", False)
-    set_flag("RATE_LIMIT_ENABLED", False)
-    for n in range(4):
-        accept(recipient={"id": f"student-{n}", "email": f"student-{n}@example.org"})
     env = {"EMAIL_URL": f"smtp://127.0.0.1:{gated_smtp.port}", **LIVENESS}
     (paused,) = workers.start(1, **env)
     wait_until(lambda: gated_smtp.received)

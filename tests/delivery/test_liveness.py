@@ -19,17 +19,27 @@ from delivery.outbox import outbox_consume
 from tests.delivery.conftest import set_flag
 
 
+@pytest.fixture
+def waiting(email_only, accept) -> None:
+    """One email message due."""
+    accept()
+    outbox_consume()
+
+
+def _claim(liveness: Liveness | None = None) -> Message:
+    (claimed,) = claim(channel="email", limit=1, paused=False, liveness=liveness)
+    return claimed
+
+
 def _run_out(liveness: Liveness) -> None:
     """What the database sees once the worker stopped renewing: the record's time is up."""
     WorkerLease.objects.filter(name=liveness.name).update(until=Now() - timedelta(seconds=1))
     liveness._renewed -= liveness.seconds  # and the worker's own clock agrees
 
 
-def test_it_recovers_a_claim_whose_worker_liveness_ran_out(email_only, accept):
-    accept()
-    outbox_consume()
+def test_it_recovers_a_claim_whose_worker_liveness_ran_out(waiting):
     with Liveness() as liveness:
-        (claimed,) = claim(channel="email", limit=1, paused=False, liveness=liveness)
+        claimed = _claim(liveness)
         assert Message.objects.get(pk=claimed.pk).claimed_by == liveness.name
         assert messages_recover_expired_leases() == 0, "a live worker keeps its claims"
 
@@ -42,37 +52,31 @@ def test_it_recovers_a_claim_whose_worker_liveness_ran_out(email_only, accept):
     assert Lane.objects.get(pk=message.lane_id).busy_until is None, "its lane is free at once"
     assert Attempt.objects.get(message=message).outcome == "abandoned"
     assert not WorkerLease.objects.filter(name=liveness.name).exists(), "purged"
-    (again,) = claim(channel="email", limit=1, paused=False)
+    again = _claim()
     assert again.pk == claimed.pk
     assert again.claimed_by == ""
 
 
-def test_it_recovers_a_claim_whose_liveness_record_is_gone(email_only, accept):
-    accept()
-    outbox_consume()
+def test_it_recovers_a_claim_whose_liveness_record_is_gone(waiting):
     with Liveness() as liveness:
-        claim(channel="email", limit=1, paused=False, liveness=liveness)
+        _claim(liveness)
     # The run ended (record deleted) without recording a result, e.g. its result write failed.
     assert messages_recover_expired_leases() == 1
 
 
-def test_it_leaves_a_claim_made_without_liveness_to_its_lease(email_only, accept):
-    accept()
-    outbox_consume()
+def test_it_leaves_a_claim_made_without_liveness_to_its_lease(waiting):
     with Liveness() as liveness:
-        claim(channel="email", limit=1, paused=False, liveness=liveness)
+        _claim(liveness)
         _run_out(liveness)
         assert messages_recover_expired_leases() == 1
     # Claimed again by a worker without a record: the dead worker's name must not stick.
-    claim(channel="email", limit=1, paused=False)
+    _claim()
     assert messages_recover_expired_leases() == 0
 
 
-def test_it_never_revives_a_record_that_ran_out(email_only, accept):
-    accept()
-    outbox_consume()
+def test_it_never_revives_a_record_that_ran_out(waiting):
     with Liveness() as liveness:
-        claim(channel="email", limit=1, paused=False, liveness=liveness)
+        _claim(liveness)
         assert liveness.alive()
         _run_out(liveness)
         assert not liveness.alive()
@@ -98,12 +102,10 @@ def test_it_sends_nothing_once_its_liveness_is_lost(email_only, accept, smtp_ser
 
 
 @pytest.mark.django_db(transaction=True)
-def test_its_heartbeat_keeps_a_long_send_alive(email_only, accept):
-    accept()
-    outbox_consume()
+def test_its_heartbeat_keeps_a_long_send_alive(waiting):
     with Liveness(seconds=1.0) as liveness:
         with transaction.atomic():
-            claim(channel="email", limit=1, paused=False, liveness=liveness)
+            _claim(liveness)
         # The dispatching thread is busy for three record lifetimes (a slow send).
         time.sleep(3.0)
         assert messages_recover_expired_leases() == 0
