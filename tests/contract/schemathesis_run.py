@@ -2,8 +2,8 @@
 
 `python -m tests.contract.schemathesis_run` with DATABASE_URL (an empty PostgreSQL database
 of its own, or SQLite) and optionally REDIS_URL. It migrates, creates the event types and a
-service account, starts gunicorn on a free loopback port with a webhook partner configured,
-and runs schemathesis with a real bearer token and the signing hook
+service account, starts the web server `make run` starts (granian) on a free loopback port
+with a webhook partner configured, and runs schemathesis with the signing hook
 (tests/contract/schemathesis_hooks.py), every phase (the schema's examples, coverage,
 fuzzing, stateful) within CONTRACT_MAX_SECONDS; the hook gives the API operations the bearer
 token and `/metrics` the metrics token (the ops views are in the schema too). Checks: no
