@@ -282,6 +282,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The ops views are plain Django views, which drf-spectacular does not enumerate.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "comcenter.ops_schema.add_ops_paths",
+    ],
 }
 
 # --- intake -----------------------------------------------------------------------------
@@ -421,6 +426,10 @@ RETRY_BASE_SECONDS = _float("RETRY_BASE_SECONDS", 30.0)
 RETRY_CAP_SECONDS = _float("RETRY_CAP_SECONDS", 3600.0)
 RETRY_MAX_ATTEMPTS = _int("RETRY_MAX_ATTEMPTS", 8, minimum=1)
 DISPATCH_LEASE_SECONDS = _int("DISPATCH_LEASE_SECONDS", 60, minimum=5)
+# A dispatching worker's liveness record lives this long unless its heartbeat renews it; a
+# claim whose worker's liveness has run out is recovered then, not at the end of its lease
+# (delivery/liveness.py).
+WORKER_LIVENESS_SECONDS = _float("WORKER_LIVENESS_SECONDS", 5.0, minimum=1.0)
 # A provider found down is probed with one message every this many seconds (delivery/circuit.py).
 PROVIDER_PROBE_SECONDS = _float("PROVIDER_PROBE_SECONDS", 2.0)
 DISPATCH_BATCH_SIZE = _int("DISPATCH_BATCH_SIZE", 100, minimum=1)
@@ -513,6 +522,7 @@ LOGGING = {
     "filters": {
         "request_id": {"()": "comcenter.lib.logging.RequestIdFilter"},
         "redact": {"()": "comcenter.lib.logging.RedactFilter"},
+        "refused": {"()": "comcenter.lib.logging.RefusedRequestFilter"},
         "repeats": {
             "()": "comcenter.lib.logging.RepeatLimitFilter",
             "interval": _int("LOG_REPEAT_SECONDS", 60, minimum=0),
@@ -531,6 +541,21 @@ LOGGING = {
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django.server": {"level": "WARNING"},
+        # A refused Host header and the like: one warning line, no traceback (any client can
+        # send one; under granian even framing gunicorn refuses itself reaches Django). A
+        # logger's filters see only its own records, so each of Django's is named.
+        **{
+            f"django.security.{name}": {"filters": ["refused"]}
+            for name in (
+                "DisallowedHost",
+                "DisallowedRedirect",
+                "RequestDataTooBig",
+                "TooManyFieldsSent",
+                "TooManyFilesSent",
+                "SuspiciousOperation",
+                "csrf",
+            )
+        },
         # Its DEBUG records of failed variable lookups quote the render context (message
         # data); keep them out even when LOG_LEVEL=DEBUG.
         "django.template": {"level": "INFO"},

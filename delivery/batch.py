@@ -15,8 +15,10 @@ fenced on the lease token and frees the lane (delivery/transitions.py): it appli
 the lease_token this worker claimed, and frees the lane in the same statement. A send
 starts only while the remaining lease exceeds three provider deadlines, so a
 live worker is never overtaken by a second claimer of its lane. A worker that dies leaves
-`dispatching` rows whose lease runs out; `messages_recover_expired_leases` puts them back in
-line (`retrying`, due now) and their lanes free themselves when busy_until passes. Each send's
+`dispatching` rows whose liveness record (delivery/liveness.py) runs out within seconds, or
+at the latest their lease; `messages_recover_expired_leases` puts them back in line
+(`retrying`, due now) and frees their lanes. A send starts only while this worker's liveness
+holds (renewed before the send), so a worker paused past it sends nothing more. Each send's
 result is committed before the next send starts, so a worker killed mid-batch leaves at most
 one message sent but unrecorded: at most one duplicate per crash, and the email Message-ID and
 the gateway's Idempotency-Key (both from the message uid) let the receiver drop it. Times are
@@ -39,6 +41,7 @@ from comcenter.lib.db import DbClock
 from delivery.circuit import circuit_close, circuit_trip, provider_down
 from delivery.gates import message_gate
 from delivery.hooks import hooks_for
+from delivery.liveness import Liveness
 from delivery.models import Attempt, AttemptOutcome, Message, MessageState
 from delivery.providers.base import OutboundMessage, Provider, ProviderError, ProviderSession
 from delivery.ratelimit import ratelimit_refund
@@ -105,8 +108,10 @@ class Batch:
         claimed_at: float,
         *,
         probe: bool = False,
+        liveness: Liveness | None = None,
     ) -> None:
         self.provider = provider
+        self.liveness = liveness
         # The batch probes a provider found down (delivery/circuit.py): its success closes
         # the circuit. `down_until` is set once a send of this batch found it down.
         self.probe = probe
@@ -151,6 +156,11 @@ class Batch:
             return
         if self.lease_end - time.monotonic() < LEASE_MARGIN_CALLS * self.timeout:
             self._defer(message, Outcome(MessageState.PENDING, "lease budget spent; back in line"))
+            return
+        if self.liveness is not None and not self.liveness.alive():
+            # Paused or cut off past its liveness: its claims may be another worker's now.
+            lost = Outcome(MessageState.PENDING, "worker liveness lost; back in line")
+            self._defer(message, lost)
             return
         if self.down_until is not None:
             held = Outcome(

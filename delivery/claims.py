@@ -45,6 +45,7 @@ from django.db import transaction
 from django.db.models import BooleanField, Case, Exists, F, Func, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import Now
 
+from delivery.liveness import Liveness, liveness_purge
 from delivery.models import (
     ACTIVE_STATES,
     WAITING_STATES,
@@ -53,6 +54,7 @@ from delivery.models import (
     Lane,
     Message,
     MessageState,
+    WorkerLease,
 )
 from delivery.providers.registry import provider_for
 from delivery.transitions import Change, message_transition
@@ -168,21 +170,29 @@ def lock_heads(
     }
 
 
-def claim(*, channel: str, limit: int, paused: bool) -> list[Message]:
-    """Claim up to `limit` due heads of `channel` (at most one per lane) for this worker."""
+def claim(
+    *, channel: str, limit: int, paused: bool, liveness: Liveness | None = None
+) -> list[Message]:
+    """Claim up to `limit` due heads of `channel` (at most one per lane) for this worker.
+    With a `liveness`, the claims name its record and are recovered as soon as it runs out;
+    without, only when their lease does."""
     states = claimable_states(paused=paused)
     lease = timedelta(seconds=settings.DISPATCH_LEASE_SECONDS)
     with transaction.atomic():
         found = lock_heads(channel=channel, states=states, limit=limit)
         if not found:
             return []
+        if liveness is not None:
+            liveness.ensure()
+        # Always written: a name left by an earlier claim must not make this one recoverable.
+        worker = {"claimed_by": liveness.name if liveness is not None else ""}
         lanes = {m.lane_id for m in found.values()}
         Lane.objects.filter(pk__in=lanes).update(busy_until=Now() + lease)
         messages = hydrate(list(found))
         claimed = message_transition(
             changes=[
                 # `gap` is the annotation of _heads, unknown to the model's type.
-                Change(message=m, data=gap_note(m) if found[m.pk].gap else {})  # type: ignore[attr-defined]
+                Change(message=m, values=worker, data=gap_note(m) if found[m.pk].gap else {})  # type: ignore[attr-defined]
                 for m in messages
             ],
             state=MessageState.DISPATCHING,
@@ -224,17 +234,22 @@ def gap_note(message: Message) -> dict[str, Any]:
 
 
 def messages_recover_expired_leases(*, limit: int = 500) -> int:
-    """Messages whose worker's lease ran out (killed, hung, lost its database) go back to
-    `retrying`, due now, with an `abandoned` attempt: the send may or may not have happened.
-    Such a message counts the lost attempt; at the attempt limit it is dead."""
+    """Messages whose worker's lease ran out, or whose worker's liveness record did (killed,
+    hung, paused, lost its database: delivery/liveness.py), go back to `retrying`, due now,
+    with an `abandoned` attempt: the send may or may not have happened. Such a message counts
+    the lost attempt; at the attempt limit it is dead. The move is fenced on the lease token
+    read here, so a worker that writes its result meanwhile wins and nothing is recovered."""
+    liveness_purge()
+    alive = WorkerLease.objects.filter(name=OuterRef("claimed_by"), until__gte=Now())
+    gone = Q(lease_until__lt=Now()) | (~Q(claimed_by="") & ~Exists(alive))
     stale = list(
-        Message.objects.filter(state=MessageState.DISPATCHING, lease_until__lt=Now())
+        Message.objects.filter(gone, state=MessageState.DISPATCHING)
         .select_related("event")
         .order_by("lease_until")[:limit]
     )
     changes: dict[str, list[Change]] = {MessageState.RETRYING: [], MessageState.DEAD: []}
     for message in stale:
-        assert message.lease_until is not None  # selected by lease_until < now()
+        assert message.lease_until is not None  # every claim takes a lease
         number = message.attempts + 1
         attempt = Attempt(
             message=message,
@@ -244,7 +259,7 @@ def messages_recover_expired_leases(*, limit: int = 500) -> int:
             started_at=message.lease_until - timedelta(seconds=settings.DISPATCH_LEASE_SECONDS),
             outcome=AttemptOutcome.ABANDONED,
             provider=provider_for(message.channel).name,
-            error="lease expired before the worker recorded a result",
+            error="worker lost its lease or liveness before it recorded a result",
             idempotency_key=str(message.uid),
         )
         dead = number >= settings.RETRY_MAX_ATTEMPTS

@@ -21,6 +21,7 @@ from delivery.claims import (
     lock_heads,
     messages_recover_expired_leases,
 )
+from delivery.liveness import Liveness
 from delivery.models import WAITING_STATES
 from delivery.providers.base import Provider
 from delivery.providers.registry import provider_for
@@ -28,9 +29,12 @@ from delivery.ratelimit import ratelimit_acquire, ratelimit_refund
 from flags.services import flag_is_on
 
 
-def dispatch_batch(*, channel: str, limit: int | None = None) -> BatchResult:
+def dispatch_batch(
+    *, channel: str, limit: int | None = None, liveness: Liveness | None = None
+) -> BatchResult:
     """Claim and process one batch of `channel`. Reserves rate-limit tokens first when sends
-    are live, so a batch never claims more than it may send."""
+    are live, so a batch never claims more than it may send. The claims name `liveness`
+    (delivery/liveness.py) and the batch stops sending once it is lost."""
     limit = limit or settings.DISPATCH_BATCH_SIZE
     paused = flag_is_on("DISPATCH_PAUSED")
     provider = provider_for(channel)
@@ -52,13 +56,13 @@ def dispatch_batch(*, channel: str, limit: int | None = None) -> BatchResult:
             return BatchResult()
         tokens = limit = grant.granted
     claimed_at = time.monotonic()
-    messages = claim(channel=channel, limit=limit, paused=paused)
+    messages = claim(channel=channel, limit=limit, paused=paused, liveness=liveness)
     if tokens > len(messages):
         ratelimit_refund(provider=provider.name, count=tokens - len(messages))
         tokens = len(messages)
     if not messages:
         return BatchResult()
-    return Batch(provider, messages, tokens, claimed_at, probe=probe).run()
+    return Batch(provider, messages, tokens, claimed_at, probe=probe, liveness=liveness).run()
 
 
 def _dry_run_batch(*, channel: str, limit: int, provider: Provider) -> BatchResult:
@@ -87,17 +91,19 @@ class DispatchReport:
 
 
 def dispatch_due(*, budget_seconds: float, limit: int | None = None) -> DispatchReport:
-    """Dispatch batches of every channel until nothing is due or the time budget is spent."""
+    """Dispatch batches of every channel until nothing is due or the time budget is spent,
+    under one liveness record (created by the first claim, deleted at the end)."""
     report = DispatchReport(recovered=messages_recover_expired_leases())
     deadline = time.monotonic() + budget_seconds
     channels = list(settings.DELIVERY_PROVIDERS)
-    while time.monotonic() < deadline:
-        claimed = 0
-        for channel in channels:
-            result = dispatch_batch(channel=channel, limit=limit)
-            claimed += result.claimed
-            report.states.update(result.states)
-        report.claimed += claimed
-        if not claimed:
-            break
+    with Liveness() as liveness:
+        while time.monotonic() < deadline and not liveness.lost:
+            claimed = 0
+            for channel in channels:
+                result = dispatch_batch(channel=channel, limit=limit, liveness=liveness)
+                claimed += result.claimed
+                report.states.update(result.states)
+            report.claimed += claimed
+            if not claimed:
+                break
     return report

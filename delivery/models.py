@@ -145,6 +145,10 @@ class Message(models.Model):
     # Fencing token: incremented by every claim; a result is written only by the claim that
     # holds the current token, so a worker whose lease ran out cannot overwrite a newer one.
     lease_token = models.PositiveBigIntegerField(default=0)
+    # The liveness record (a WorkerLease name) of the worker of the last claim: while the
+    # message is dispatching and that record has run out, the claim is recovered before its
+    # lease ends (delivery/liveness.py). Empty for a claim made without one (lease only).
+    claimed_by = models.CharField(max_length=50, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     rendered_hash = models.CharField(max_length=64, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
@@ -263,8 +267,9 @@ class Suppression(models.Model):
 
 
 class WorkerLease(models.Model):
-    """A named lease shared by every worker process: the single ticker, and a row to lock so
-    only one worker expands the outbox at a time (keeps receipt order per key)."""
+    """A named lease shared by every worker process: the single ticker, a row to lock so
+    only one worker expands the outbox at a time (keeps receipt order per key), and one
+    liveness record (`worker:…`) per dispatching worker process (delivery/liveness.py)."""
 
     name = models.CharField(max_length=50, primary_key=True)
     holder = models.CharField(max_length=100, blank=True)

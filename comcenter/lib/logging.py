@@ -216,6 +216,20 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class RefusedRequestFilter(logging.Filter):
+    """For loggers whose records are a client's bad request, not a fault of ours (Django's
+    `django.security.*`, e.g. a Host header outside ALLOWED_HOSTS): the line stays, as a
+    warning, without the traceback Django attaches. Any client can send such a request, so a
+    traceback per request would let it fill the log with what looks like our errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 class RedactFilter(logging.Filter):
     """Rewrite the record so that nothing sensitive survives in it (see module docstring)."""
 

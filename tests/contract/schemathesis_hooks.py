@@ -1,8 +1,10 @@
 """schemathesis hooks for the contract run (tests/contract/schemathesis_run.py).
 
-Loaded by name through SCHEMATHESIS_HOOKS. `before_call` signs every webhook request as the
-configured partner would (Standard Webhooks over the exact bytes sent), so generated bodies
-get past the signature to the parser and validation; `after_call` tallies the answers per
+Loaded by name through SCHEMATHESIS_HOOKS. `before_call` gives the API operations the bearer
+token (CONTRACT_TOKEN) and `/metrics` the metrics token (METRICS_TOKEN): one `--header` for
+all would send the API token to /metrics. It signs every webhook request as the configured
+partner would (Standard Webhooks over the exact bytes sent), so generated bodies get past the
+signature to the parser and validation; `after_call` tallies the answers per
 operation into CONTRACT_TALLY (a JSON file) for the run's report."""
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ _tally: collections.Counter[str] = collections.Counter()
 
 @schemathesis.hook
 def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
-    if not case.operation.path.startswith("/api/v1/webhooks/"):
+    path = case.operation.path
+    if path == "/metrics":
+        token = os.environ["METRICS_TOKEN"]
+    elif path.startswith("/api/"):
+        token = os.environ["CONTRACT_TOKEN"]
+    else:
+        token = ""
+    if token:
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
+    if not path.startswith("/api/v1/webhooks/"):
         return
     source, _, secret = os.environ["CONTRACT_WEBHOOK"].partition("=")
     key = base64.b64decode(secret.removeprefix("whsec_"))

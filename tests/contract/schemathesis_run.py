@@ -2,14 +2,15 @@
 
 `python -m tests.contract.schemathesis_run` with DATABASE_URL (an empty PostgreSQL database
 of its own, or SQLite) and optionally REDIS_URL. It migrates, creates the event types and a
-service account, starts gunicorn on a free loopback port with a webhook partner configured,
-and runs schemathesis with a real bearer token and the signing hook
+service account, starts the web server `make run` starts (granian) on a free loopback port
+with a webhook partner configured, and runs schemathesis with the signing hook
 (tests/contract/schemathesis_hooks.py), every phase (the schema's examples, coverage,
-fuzzing, stateful) within CONTRACT_MAX_SECONDS. Checks: no 5xx, status codes, content types,
-headers and bodies as the schema says. It also proves that the schema alone lets a client
-post a valid event: the published request example, sent as schemathesis builds it from the
-schema, must be answered 202 (or 200 as a duplicate). Prints operations, cases and failures;
-exits 1 on any failure."""
+fuzzing, stateful) within CONTRACT_MAX_SECONDS; the hook gives the API operations the bearer
+token and `/metrics` the metrics token (the ops views are in the schema too). Checks: no
+5xx, status codes, content types, headers and bodies as the schema says. It also proves that
+the schema alone lets a client post a valid event: the published request example, sent as
+schemathesis builds it from the schema, must be answered 202 (or 200 as a duplicate). Prints
+operations, cases and failures; exits 1 on any failure."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def main() -> int:
         ENV_FILE="",
         SECRET_KEY=os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
         WEBHOOK_SECRETS=f"contract={secret}",
+        METRICS_TOKEN="metrics-" + secrets.token_urlsafe(32),
         # The run sends thousands of requests: throttles would answer most of them 429.
         THROTTLE_INTAKE="1000000/min",
         THROTTLE_TOKEN="1000000/min",
@@ -77,8 +79,6 @@ def main() -> int:
                 "schemathesis.cli",
                 "run",
                 f"{web.base}/api/schema/",
-                "--header",
-                f"Authorization: Bearer {token}",
                 "--checks",
                 CHECKS,
                 "--max-time",
@@ -103,6 +103,7 @@ def main() -> int:
                 **os.environ,
                 "SCHEMATHESIS_HOOKS": "tests.contract.schemathesis_hooks",
                 "CONTRACT_WEBHOOK": f"contract={secret}",
+                "CONTRACT_TOKEN": token,
                 "CONTRACT_TALLY": str(tally_path),
                 "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
             },
@@ -123,6 +124,7 @@ def main() -> int:
         for line, n in tally.items()
         if line.startswith("POST /api/v1/webhooks/") and not line.endswith((" 401", " 405"))
     )
+    metrics_read = tally.get("GET /metrics 200", 0)
     print("\ncontract run: answers by operation and status")
     for line in sorted(tally):
         print(f"  {line}: {tally[line]}")
@@ -130,12 +132,15 @@ def main() -> int:
         f"contract run: {len(operations)} operations, {sum(tally.values())} cases, "
         f"schemathesis exit {completed.returncode}, 5xx answers {sum(server_errors.values())}, "
         f"events accepted from schema-built requests {accepted}, "
-        f"signed webhooks past the signature check {signed}"
+        f"signed webhooks past the signature check {signed}, metrics read with the token "
+        f"{metrics_read}"
     )
     if "Traceback" in web.output():
         print("contract run: the server logged a traceback", file=sys.stderr)
         return 1
     if completed.returncode != 0 or server_errors or not accepted or not signed:
+        return 1
+    if not metrics_read or not {"GET /health", "GET /canary"} <= set(operations):
         return 1
     return 0
 

@@ -38,15 +38,18 @@ def own_postgres() -> Iterator[ThrowawayPostgres]:
         server.remove()
 
 
-@pytest.fixture
-def web(own_postgres: ThrowawayPostgres, tmp_path: Path) -> Iterator[WebServer]:
+# The same answers from the server `make run` starts (granian RSGI) and from gunicorn.
+@pytest.fixture(params=["granian", "gunicorn"])
+def web(
+    request: pytest.FixtureRequest, own_postgres: ThrowawayPostgres, tmp_path: Path
+) -> Iterator[WebServer]:
     env = {
         "DATABASE_URL": own_postgres.url(),
         "DEMO_CLIENT_ID": "demo",
         "DEMO_CLIENT_SECRET": DEMO_SECRET,
         "REDIS_URL": "",
     }
-    server = WebServer(tmp_path, **env)
+    server = WebServer(tmp_path, server=request.param, **env)
     for command in (["migrate", "--noinput"], ["load_demo"]):
         subprocess.run(
             [sys.executable, "manage.py", *command],
@@ -64,6 +67,7 @@ def web(own_postgres: ThrowawayPostgres, tmp_path: Path) -> Iterator[WebServer]:
 
 
 def call(url: str, body: dict[str, Any], **headers: str) -> tuple[int, dict[str, str], Any]:
+    """Status, headers (names lowercased: granian sends them so, gunicorn as set) and body."""
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
@@ -72,9 +76,13 @@ def call(url: str, body: dict[str, Any], **headers: str) -> tuple[int, dict[str,
     )
     try:
         with urllib.request.urlopen(request, timeout=15) as response:
-            return response.status, dict(response.headers), json.loads(response.read())
+            return response.status, _names_lowered(response.headers), json.loads(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), json.loads(error.read())
+        return error.code, _names_lowered(error.headers), json.loads(error.read())
+
+
+def _names_lowered(headers: Any) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
 
 
 def test_it_answers_503_with_retry_after_while_the_database_is_down(
@@ -102,7 +110,7 @@ def test_it_answers_503_with_retry_after_while_the_database_is_down(
         status, headers, body = post(f"during-{n}")
         assert status == 503, body
         assert body["error"] == "database_unavailable"
-        assert int(headers["Retry-After"]) > 0
+        assert int(headers["retry-after"]) > 0
     own_postgres.start()
 
     answers = []

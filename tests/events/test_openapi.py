@@ -45,3 +45,27 @@ def test_the_docs_page_opens(client, db):
     response = client.get("/api/docs/")
     assert response.status_code == 200
     assert b"swagger" in response.content.lower()
+
+
+def test_it_publishes_the_ops_views_with_their_answers(client, db, settings):
+    settings.METRICS_TOKEN = "metrics-" + "x" * 32
+    paths = client.get("/api/schema/?format=json").json()["paths"]
+    codes = {path: set(paths[path]["get"]["responses"]) for path in paths if "/api/" not in path}
+    assert codes == {
+        "/health": {"200", "503", "405"},
+        "/health/live": {"200", "405"},
+        "/canary": {"200", "405"},
+        "/metrics": {"200", "401", "403", "405"},
+    }
+    # What the views answer is what the schema says.
+    canary = paths["/canary"]["get"]["responses"]["200"]["content"]["application/json"]
+    body = client.get("/canary").json()
+    assert set(body) == set(canary["schema"]["required"]) == set(canary["schema"]["properties"])
+    health = paths["/health"]["get"]["responses"]["200"]["content"]["application/json"]
+    answer = client.get("/health")
+    assert str(answer.status_code) in codes["/health"]
+    assert set(answer.json()) == set(health["schema"]["required"])
+    assert str(client.get("/metrics").status_code) == "401"
+    assert client.post("/metrics").status_code == 405
+    scheme = client.get("/api/schema/?format=json").json()["components"]["securitySchemes"]
+    assert scheme["metricsToken"]["scheme"] == "bearer"

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def server(django_db_setup: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
     # No proxy in front: /metrics is open to this loopback scraper.
-    web = WebServer(tmp_path, TRUST_PROXY_HEADERS="false").start()
+    web = WebServer(tmp_path, server="gunicorn", TRUST_PROXY_HEADERS="false").start()
     try:
         yield {"base": web.base, "log": web.log}
     finally:

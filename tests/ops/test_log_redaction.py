@@ -165,3 +165,13 @@ def test_it_keeps_everything_out_at_once(stream: Stream) -> None:
             )
     log.info(f"url smtp://u:{SMTP_PASSWORD}@host/ secret {WEBHOOK_SECRET} jwt {JWT}")
     _assert_clean(stream)
+
+
+def test_it_logs_a_refused_host_header_as_one_warning_without_a_traceback(client, caplog):
+    with caplog.at_level(logging.WARNING, logger="django.security"):
+        response = client.get("/health/live", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    (record,) = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
+    assert record.levelname == "WARNING"
+    assert record.exc_info is None
+    assert record.exc_text is None

@@ -1,6 +1,8 @@
-"""The real web server for tests that go through HTTP: gunicorn with deploy/gunicorn.conf.py
-against the test database, on a free loopback port, and a raw-socket client that sends bytes
-no HTTP library would (bad framing, non-ASCII header bytes, chunked bodies)."""
+"""The real web server for tests that go through HTTP: the one `make run` starts (WEB_SERVER,
+granian RSGI by default) or another of comcenter/run.py's WEB_SERVERS, with `make run`'s
+command line, against the test database, on a free loopback port, and a raw-socket client
+that sends bytes no HTTP library would (bad framing, non-ASCII header bytes, chunked
+bodies)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+
+from comcenter.run import DEFAULT_WEB_SERVER, web_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,10 +55,21 @@ def wait_live(base: str, process: subprocess.Popen[bytes], *, timeout: float) ->
 
 
 class WebServer:
-    """gunicorn serving comcenter; `env` overrides the environment it starts with. It shares
-    the test process's SECRET_KEY, so tokens the test issues are valid there."""
+    """`server` (one of comcenter/run.py's WEB_SERVERS, by default the one `make run` starts)
+    serving comcenter with the command line `make run` uses; `env` overrides the environment
+    it starts with. It shares the test process's SECRET_KEY, so tokens the test issues are
+    valid there."""
 
-    def __init__(self, tmp_path: Path, *, workers: int = 2, **env: str) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        workers: int = 2,
+        server: str = DEFAULT_WEB_SERVER,
+        **env: str,
+    ) -> None:
+        self.server = server
+        self.workers = workers
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / "stdout.log"
@@ -67,8 +81,6 @@ class WebServer:
             SECRET_KEY=settings.SECRET_KEY,
             DATABASE_URL=database_url(),
             PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-            GUNICORN_BIND=f"127.0.0.1:{self.port}",
-            WEB_CONCURRENCY=str(workers),
             PYTHONUNBUFFERED="1",
         )
         self.env.update(env)
@@ -77,14 +89,12 @@ class WebServer:
     def start(self, *, timeout: float = 60) -> WebServer:
         with self.log.open("ab") as log, self.errors.open("ab") as errors:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "-c",
-                    "deploy/gunicorn.conf.py",
-                    "comcenter.wsgi:application",
-                ],
+                web_command(
+                    server=self.server,
+                    target="comcenter",
+                    bind=f"127.0.0.1:{self.port}",
+                    workers=self.workers,
+                ),
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
