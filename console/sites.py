@@ -141,6 +141,7 @@ class ConsoleAdminSite(admin.AdminSite):
             "can_change_flags": request.user.has_perm("flags.change_flag"),
             "can_export": request.user.has_perm("console.export_lineage"),
             "reason_max_length": REASON_MAX_LENGTH,
+            "refresh_seconds": settings.DASHBOARD_REFRESH_SECONDS,
             "retrying": figures.queue["by_state"].get("retrying", 0),
         }
 

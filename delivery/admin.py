@@ -191,7 +191,7 @@ class _MessageAdminBase(ReadOnlyAdmin, ObjectPageAdmin):
         def view(request: HttpRequest, object_id: str) -> HttpResponse:
             message = self.get_object(request, unquote(object_id))
             if message is None:
-                return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+                return self.object_missing(request)
             if not self.has_requeue_permission(request):
                 raise PermissionDenied
             response: HttpResponse | None = getattr(self, f"{name}_row")(request, message)

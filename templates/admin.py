@@ -307,7 +307,7 @@ class TemplateAdmin(ObjectPageAdmin):
         """One switch of one template from its page, with the reason the form requires."""
         template = self.get_object(request, unquote(object_id))
         if template is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            return self.object_missing(request)
         if not self.has_change_permission(request, template):
             raise PermissionDenied
         form = SwitchForm(request.POST)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.http import HttpRequest, HttpResponse
-from django.urls import URLPattern, path
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
@@ -33,6 +33,18 @@ class ObjectPageAdmin(admin.ModelAdmin):
 
     def object_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
         return {}
+
+    def object_missing(self, request: HttpRequest) -> HttpResponse:
+        """What a button of an object no longer on this list answers (pressed twice, or the
+        message left the dead-letter queue meanwhile): back to the list, changing nothing."""
+        self.message_user(
+            request,
+            f"That {self.opts.verbose_name} is no longer here; nothing was changed.",
+            messages.WARNING,
+        )
+        return HttpResponseRedirect(
+            reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
+        )
 
     def change_view(
         self,
