@@ -221,6 +221,8 @@ def test_it_renders_the_template_preview(console: Callable[[str | None], Any]) -
 def test_it_refreshes_the_dashboard_figures_without_a_reload(
     console: Callable[[str | None], Any], settings: Any
 ) -> None:
+    from playwright.sync_api import expect
+
     settings.DASHBOARD_REFRESH_SECONDS = 1
     page = console("Operator")
     page.goto(f"{page.base}/admin/")
@@ -233,9 +235,9 @@ def test_it_refreshes_the_dashboard_figures_without_a_reload(
         actor="browser-test",
     )
 
-    page.wait_for_function(
-        "document.getElementById('queue-dead').innerText === '0'", timeout=10_000
-    )
+    # expect() polls from Playwright's side: a predicate string would be eval'd in the page,
+    # which the CSP forbids.
+    expect(page.locator("#queue-dead")).to_have_text("0", timeout=10_000)
     assert page.evaluate("window.consoleMarker") == "still here"
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
     assert page.get_attribute("#dashboard-panel", "data-refreshed")
