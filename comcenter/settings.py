@@ -101,6 +101,8 @@ PORT = _int("PORT", 8000, minimum=1)
 APP_VERSION = "0.1.0"
 # Shown in the admin's header, so no one mistakes production for staging.
 ENVIRONMENT_NAME = env.str("ENVIRONMENT_NAME", default="local")
+# How often the dashboard fetches its figures again, in place (console/dashboard.js).
+DASHBOARD_REFRESH_SECONDS = _int("DASHBOARD_REFRESH_SECONDS", 15, minimum=1)
 BUILD = env.str("BUILD", default="dev")
 
 INSTALLED_APPS = [

@@ -96,6 +96,17 @@ class ConsoleAdminSite(admin.AdminSite):
             ]
         return context
 
+    def _build_app_dict(self, request: HttpRequest, label: str | None = None) -> Any:
+        # A ModelAdmin may name its list otherwise than its model's verbose name (a
+        # third-party model whose Meta we cannot change without a migration in its package).
+        app_dict = super()._build_app_dict(request, label)
+        for app in [app_dict] if label else app_dict.values():
+            for model in app.get("models", []):
+                name = getattr(self._registry.get(model["model"]), "list_name", None)
+                if name:
+                    model["name"] = name
+        return app_dict
+
     def get_urls(self) -> list[Any]:
         urls: list[URLPattern] = [
             path("console/panel/", self.admin_view(self.panel_view), name="console_panel"),
@@ -130,6 +141,7 @@ class ConsoleAdminSite(admin.AdminSite):
             "can_change_flags": request.user.has_perm("flags.change_flag"),
             "can_export": request.user.has_perm("console.export_lineage"),
             "reason_max_length": REASON_MAX_LENGTH,
+            "refresh_seconds": settings.DASHBOARD_REFRESH_SECONDS,
             "retrying": figures.queue["by_state"].get("retrying", 0),
         }
 

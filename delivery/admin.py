@@ -1,5 +1,10 @@
 """Operator console for delivery: routes (editable), suppressions, messages and attempts
-(read-only), and the dead-letter queue with its requeue and discard actions."""
+(read-only), the dead-letter queue with its requeue and discard actions, and the requeue of
+messages blocked by a template that has since been fixed.
+
+Requeue and discard exist twice: as list actions and as POST buttons on the message's own
+page (`<id>/requeue/`, `<id>/discard/`), each calling the same service of delivery/dlq.py.
+Both kinds of requeue need the requeue right (`delivery.change_deadletter`, the Operator's)."""
 
 from __future__ import annotations
 
@@ -7,15 +12,33 @@ from typing import Any, ClassVar
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from comcenter.lib.admin import ReadOnlyAdmin, short_link, state_badge
+from comcenter.lib.admin import (
+    ObjectPageAdmin,
+    ReadOnlyAdmin,
+    object_post_url,
+    short_link,
+    state_badge,
+)
 from delivery import dlq, routes, suppressions
+from delivery.gates import TEMPLATE_BLOCKS
 from delivery.models import Attempt, DeadLetter, Message, MessageState, Route, Suppression
+from flags.services import flag_is_on
+
+REQUEUE_PERMISSION = "delivery.change_deadletter"
+# What a requeue does while the kill switch is on, said before and after it.
+KILL_SWITCH_WARNING = (
+    "DISABLE_SEND is on: requeued messages are recorded dry_run (final) at their turn and "
+    "nothing is sent. To keep them for later, turn DISABLE_SEND off first, or pause dispatch "
+    "(DISPATCH_PAUSED) instead, which holds them."
+)
 
 
 @admin.register(Route)
@@ -98,7 +121,10 @@ class AttemptInline(admin.TabularInline):
         return False
 
 
-class _MessageAdminBase(ReadOnlyAdmin):
+class _MessageAdminBase(ReadOnlyAdmin, ObjectPageAdmin):
+    change_form_template = "delivery/admin/message_change_form.html"
+    # Per-row POST views at `<id>/<name>/`, each handled by the method `<name>_row`.
+    row_views: ClassVar[tuple[str, ...]] = ()
     list_display = (
         "id",
         "state_badge",
@@ -152,10 +178,97 @@ class _MessageAdminBase(ReadOnlyAdmin):
         url = reverse("admin:audit_auditrecord_changelist")
         return format_html('<a href="{}?q={}">lineage of this message</a>', url, obj.uid)
 
+    def has_requeue_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(REQUEUE_PERMISSION)
+
+    # --- per-row buttons ------------------------------------------------------------------
+
+    def get_urls(self) -> list[Any]:
+        rows = [object_post_url(self, name, self._row_view(name)) for name in self.row_views]
+        return [*rows, *super().get_urls()]
+
+    def _row_view(self, name: str) -> Any:
+        def view(request: HttpRequest, object_id: str) -> HttpResponse:
+            message = self.get_object(request, unquote(object_id))
+            if message is None:
+                return self.object_missing(request)
+            if not self.has_requeue_permission(request):
+                raise PermissionDenied
+            response: HttpResponse | None = getattr(self, f"{name}_row")(request, message)
+            return response or HttpResponseRedirect(self._row_done_url(message))
+
+        return view
+
+    def _row_done_url(self, message: Message) -> str:
+        return reverse("admin:delivery_message_change", args=[message.pk])
+
+    def row_buttons(self, request: HttpRequest, message: Message) -> list[tuple[str, str]]:
+        """(URL suffix, label) of the buttons this user may press on this message's page."""
+        return []
+
+    def object_context(self, request: HttpRequest, obj: Message) -> dict[str, Any]:
+        if not self.has_requeue_permission(request):
+            return {}
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
+        buttons = [
+            (reverse(f"admin:{info}_{name}", args=[obj.pk]), name, label)
+            for name, label in self.row_buttons(request, obj)
+        ]
+        warning = KILL_SWITCH_WARNING if buttons and flag_is_on("DISABLE_SEND") else ""
+        return {"row_buttons": buttons, "kill_switch_warning": warning}
+
+    def _requeue_warning(self, request: HttpRequest) -> None:
+        if flag_is_on("DISABLE_SEND"):
+            self.message_user(request, KILL_SWITCH_WARNING, messages.WARNING)
+
 
 @admin.register(Message)
 class MessageAdmin(_MessageAdminBase):
-    pass
+    """Messages, read-only; blocked ones can be requeued once their template is fixed."""
+
+    actions = ("requeue_blocked",)
+    row_views = ("requeue",)
+
+    def row_buttons(self, request: HttpRequest, message: Message) -> list[tuple[str, str]]:
+        if message.state == MessageState.BLOCKED and message.last_error in TEMPLATE_BLOCKS:
+            return [("requeue", "Requeue (its template is fixed)")]
+        return []
+
+    def requeue_row(self, request: HttpRequest, message: Message) -> None:
+        self._report_blocked(
+            request,
+            dlq.message_requeue_blocked(
+                message_ids=[message.pk], actor=request.user.get_username()
+            ),
+        )
+
+    @admin.action(
+        description="Requeue the selected blocked messages (template fixed)",
+        permissions=["requeue"],
+    )
+    def requeue_blocked(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        self._report_blocked(
+            request,
+            dlq.message_requeue_blocked(
+                message_ids=list(queryset.values_list("pk", flat=True)),
+                actor=request.user.get_username(),
+            ),
+        )
+
+    def _report_blocked(self, request: HttpRequest, result: dlq.Requeued) -> None:
+        if result.moved:
+            self.message_user(
+                request, f"Requeued {result.moved} blocked message(s).", messages.SUCCESS
+            )
+            self._requeue_warning(request)
+        for reason, uids in result.refused.items():
+            shown = ", ".join(uid[:8] for uid in uids[:10])
+            more = f" and {len(uids) - 10} more" if len(uids) > 10 else ""
+            self.message_user(
+                request,
+                f"Not requeued, {len(uids)} message(s): {reason} ({shown}{more}).",
+                messages.ERROR,
+            )
 
 
 @admin.register(DeadLetter)
@@ -164,23 +277,39 @@ class DeadLetterAdmin(_MessageAdminBase):
 
     list_filter = ("channel", "provider", "template_key")
     actions = ("requeue", "discard")
+    row_views = ("requeue", "discard")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[DeadLetter]:
         return super().get_queryset(request).filter(state=MessageState.DEAD)
 
-    def has_dlq_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("delivery.change_deadletter")
+    def row_buttons(self, request: HttpRequest, message: Message) -> list[tuple[str, str]]:
+        return [("requeue", "Requeue"), ("discard", "Discard…")]
 
-    @admin.action(description="Requeue the selected dead messages", permissions=["dlq"])
+    def _row_done_url(self, message: Message) -> str:
+        # The message left the dead-letter queue (requeued or deleted): back to the list.
+        return reverse("admin:delivery_deadletter_changelist")
+
+    def requeue_row(self, request: HttpRequest, message: DeadLetter) -> None:
+        self._requeue(request, [message.pk])
+
+    def discard_row(self, request: HttpRequest, message: DeadLetter) -> HttpResponse | None:
+        return self._discard(request, self.get_queryset(request).filter(pk=message.pk))
+
+    @admin.action(description="Requeue the selected dead messages", permissions=["requeue"])
     def requeue(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
-        count = dlq.message_requeue_dead(
-            message_ids=list(queryset.values_list("pk", flat=True)),
-            actor=request.user.get_username(),
-        )
-        self.message_user(request, f"Requeued {count} dead message(s).", messages.SUCCESS)
+        self._requeue(request, list(queryset.values_list("pk", flat=True)))
 
-    @admin.action(description="Discard the selected dead messages", permissions=["dlq"])
+    @admin.action(description="Discard the selected dead messages", permissions=["requeue"])
     def discard(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> Any:
+        return self._discard(request, queryset)
+
+    def _requeue(self, request: HttpRequest, ids: list[int]) -> None:
+        count = dlq.message_requeue_dead(message_ids=ids, actor=request.user.get_username())
+        self.message_user(request, f"Requeued {count} dead message(s).", messages.SUCCESS)
+        if count:
+            self._requeue_warning(request)
+
+    def _discard(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> HttpResponse | None:
         if request.POST.get("post") != "yes":
             # Discarding deletes: a page names what goes and asks again.
             context = {
@@ -198,6 +327,7 @@ class DeadLetterAdmin(_MessageAdminBase):
             actor=request.user.get_username(),
         )
         self.message_user(request, f"Discarded {count} dead message(s).", messages.SUCCESS)
+        return None
 
 
 @admin.register(Attempt)

@@ -15,6 +15,12 @@ from flags.services import flag_is_on
 from templates.models import Category, Template
 from templates.selectors import template_for
 
+# The reasons (stored as last_error) of the blocks an operator can lift by fixing the
+# template: such a message may be requeued once its template is enabled and whitelisted.
+TEMPLATE_DISABLED = "template disabled"
+TEMPLATE_NOT_WHITELISTED = "template not whitelisted"
+TEMPLATE_BLOCKS = (TEMPLATE_DISABLED, TEMPLATE_NOT_WHITELISTED)
+
 
 def message_gate(
     *, message: Message, now: datetime, suppressed: set[str]
@@ -49,9 +55,9 @@ def _template_gate(template: Template, channel: str) -> tuple[str, str] | None:
     if template.current_version_id is None:
         return MessageState.DEAD, "template has no version"
     if not template.enabled:
-        return MessageState.BLOCKED, "template disabled"
+        return MessageState.BLOCKED, TEMPLATE_DISABLED
     if not template.whitelisted:
-        return MessageState.BLOCKED, "template not whitelisted"
+        return MessageState.BLOCKED, TEMPLATE_NOT_WHITELISTED
     if template.category == Category.PROMOTIONAL and not flag_is_on("PROMO_SENDS"):
         return MessageState.BLOCKED, "PROMO_SENDS is off"
     if template.tier >= 1 and (not flag_is_on("AUTOMATION_ENABLED") or flag_is_on("SAFE_MODE")):

@@ -91,6 +91,7 @@ _TABLE: tuple[tuple[str | tuple[str, ...], str, frozenset[Effect], str], ...] = 
     (WAITING,       S.DEAD,          DONE,    "dry-run batch: render or template error"),
     (WAITING,       S.HELD,          NONE,    "dry-run batch: gate DISPATCH_PAUSED"),
     (S.DEAD,        S.PENDING,       NONE,    "requeue from the dead-letter queue (operator)"),
+    (S.BLOCKED,     S.PENDING,       NONE,    "requeue after its template was fixed (operator)"),
 )  # fmt: skip
 
 TRANSITIONS: dict[tuple[str, str], Edge] = {

@@ -1,27 +1,37 @@
 """Operator console for templates: edit with validation, preview with sample data, version
 history, whitelist and enable switches.
 
+A switch always asks for a reason, which its lineage row keeps: on the template's own page
+(buttons beside a reason field, POST to `<id>/switch/`) and as list actions, which show an
+intermediate page naming the templates and asking the reason before anything changes.
+
 Saving never writes the row directly: a new template goes through `template_create`, an
 edit through `template_update` (which creates a new immutable version when the content
 changed), and the switches through their services, so every change is audited."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html
 
 from audit.models import AuditRecord
+from comcenter.lib.admin import ObjectPageAdmin, object_post_url
 from templates.models import Template, TemplateVersion
 from templates.rendering import RenderError, render_version, validate_source
 from templates.sandbox import ALLOWED_FILTERS, ALLOWED_TAGS
 from templates.services import (
+    SWITCH_REASON_MAX_LENGTH,
     locale_clean,
     template_create,
     template_locale_taken,
@@ -35,6 +45,28 @@ _SYNTAX_HELP = (
     "lacks fails the message; {{% if x %}} and {{% firstof x 'fallback' %}} test for optional "
     "data."
 ).format(tags=", ".join(sorted(ALLOWED_TAGS)), filters=", ".join(sorted(ALLOWED_FILTERS)))
+
+
+# switch name -> (the field it sets, its value, past tense, button label)
+SWITCHES: dict[str, tuple[str, bool, str, str]] = {
+    "whitelist": ("whitelisted", True, "whitelisted", "Whitelist"),
+    "unwhitelist": ("whitelisted", False, "unwhitelisted", "Remove from whitelist"),
+    "enable": ("enabled", True, "enabled", "Enable"),
+    "disable": ("enabled", False, "disabled", "Disable"),
+}
+_SERVICES: dict[str, Callable[..., bool]] = {
+    "whitelisted": template_set_whitelisted,
+    "enabled": template_set_enabled,
+}
+
+
+class SwitchForm(forms.Form):
+    switch = forms.ChoiceField(choices=[(name, name) for name in SWITCHES])
+    reason = forms.CharField(
+        max_length=SWITCH_REASON_MAX_LENGTH,
+        strip=True,
+        help_text="Why; kept in the template's lineage (its History).",
+    )
 
 
 class TemplateForm(forms.ModelForm):
@@ -135,7 +167,7 @@ class TemplateVersionInline(admin.TabularInline):
 
 
 @admin.register(Template)
-class TemplateAdmin(admin.ModelAdmin):
+class TemplateAdmin(ObjectPageAdmin):
     form = TemplateForm
     list_display = (
         "id",
@@ -154,6 +186,7 @@ class TemplateAdmin(admin.ModelAdmin):
     search_fields = ("key", "description")
     inlines = (TemplateVersionInline,)
     actions = ("whitelist", "unwhitelist", "enable", "disable")
+    change_form_template = "templates/admin/template_change_form.html"
     object_history_template = "templates/admin/template_history.html"
 
     def history_view(
@@ -255,39 +288,107 @@ class TemplateAdmin(admin.ModelAdmin):
         else:
             self.message_user(request, "The content did not change; no new version.")
 
-    def _switch(
+    def get_urls(self) -> list[Any]:
+        return [object_post_url(self, "switch", self.switch_view), *super().get_urls()]
+
+    def object_context(self, request: HttpRequest, obj: Template) -> dict[str, Any]:
+        if not self.has_change_permission(request, obj):
+            return {}
+        # Only the switches that would change something: a disabled template offers Enable,
+        # not Disable.
+        switches = [
+            (name, label)
+            for name, (field, value, _done, label) in SWITCHES.items()
+            if getattr(obj, field) != value
+        ]
+        return {"switches": switches, "switch_form": SwitchForm()}
+
+    def switch_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """One switch of one template from its page, with the reason the form requires."""
+        template = self.get_object(request, unquote(object_id))
+        if template is None:
+            return self.object_missing(request)
+        if not self.has_change_permission(request, template):
+            raise PermissionDenied
+        form = SwitchForm(request.POST)
+        if not form.is_valid():
+            return self._switch_page(request, [template], form, status=400)
+        self._apply(request, [template], form.cleaned_data["switch"], form.cleaned_data["reason"])
+        return HttpResponseRedirect(reverse("admin:templates_template_change", args=[template.pk]))
+
+    def _switch_page(
         self,
         request: HttpRequest,
-        queryset: QuerySet[Template],
-        service: Callable[..., bool],
-        value: bool,
-        done: str,
+        templates: list[Template],
+        form: SwitchForm,
+        *,
+        action: str = "",
+        status: int = 200,
+    ) -> TemplateResponse:
+        """The page that asks for the reason (a list action) or shows what was wrong with
+        it (the template's own form): nothing has changed yet."""
+        name = form.data.get("switch") or action
+        label = SWITCHES[name][3] if name in SWITCHES else "Switch"
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{label}: why?",
+            "opts": self.opts,
+            "form": form,
+            "switch": name,
+            "label": label,
+            "templates_to_switch": templates[:100],
+            "selected_ids": [t.pk for t in templates],
+            "count": len(templates),
+            "action": action,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(
+            request, "templates/admin/template_switch.html", context, status=status
+        )
+
+    def _apply(
+        self, request: HttpRequest, templates: Iterable[Template], switch: str, reason: str
     ) -> None:
+        field, value, done, _label = SWITCHES[switch]
+        service = _SERVICES[field]
         actor = request.user.get_username()
         total = changed = 0
-        for template in queryset:
+        for template in templates:
             total += 1
-            changed += service(template=template, value=value, actor=actor)
+            changed += service(template=template, value=value, actor=actor, reason=reason)
         self.message_user(
             request,
             f"{changed} template(s) {done}; {total - changed} already were.",
             messages.SUCCESS,
         )
 
+    def _switch_action(
+        self, request: HttpRequest, queryset: QuerySet[Template], switch: str
+    ) -> Any:
+        templates = list(queryset.order_by("key", "locale"))
+        if "reason" not in request.POST:
+            form = SwitchForm(initial={"switch": switch})
+            return self._switch_page(request, templates, form, action=switch)
+        form = SwitchForm({"switch": switch, "reason": request.POST["reason"]})
+        if not form.is_valid():
+            return self._switch_page(request, templates, form, action=switch, status=400)
+        self._apply(request, templates, switch, form.cleaned_data["reason"])
+        return None
+
     @admin.action(description="Whitelist the selected templates", permissions=["change"])
-    def whitelist(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
-        self._switch(request, queryset, template_set_whitelisted, True, "whitelisted")
+    def whitelist(self, request: HttpRequest, queryset: QuerySet[Template]) -> Any:
+        return self._switch_action(request, queryset, "whitelist")
 
     @admin.action(
         description="Remove the selected templates from the whitelist", permissions=["change"]
     )
-    def unwhitelist(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
-        self._switch(request, queryset, template_set_whitelisted, False, "unwhitelisted")
+    def unwhitelist(self, request: HttpRequest, queryset: QuerySet[Template]) -> Any:
+        return self._switch_action(request, queryset, "unwhitelist")
 
     @admin.action(description="Enable the selected templates", permissions=["change"])
-    def enable(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
-        self._switch(request, queryset, template_set_enabled, True, "enabled")
+    def enable(self, request: HttpRequest, queryset: QuerySet[Template]) -> Any:
+        return self._switch_action(request, queryset, "enable")
 
     @admin.action(description="Disable the selected templates", permissions=["change"])
-    def disable(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
-        self._switch(request, queryset, template_set_enabled, False, "disabled")
+    def disable(self, request: HttpRequest, queryset: QuerySet[Template]) -> Any:
+        return self._switch_action(request, queryset, "disable")

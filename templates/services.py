@@ -21,6 +21,8 @@ from templates.rendering import validate_source
 from templates.selectors import locale_normalize
 
 CONTENT_FIELDS = ("subject", "body", "html")
+# A switch's reason is kept in its lineage row; as long as a flag change's reason may be.
+SWITCH_REASON_MAX_LENGTH = 500
 # Fields that change the head only; no new version.
 SETTINGS_FIELDS = ("category", "tier", "description", "sample_data")
 _LOCALE = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")

@@ -85,7 +85,10 @@ MODELS: dict[str, Rights] = {
     # only redirects to it.
     "flags.flag": Rights(READERS, change=OPS, overrides={"change": _everyone_staff(302)}),
     "flags.flagchange": Rights(READERS),
-    "templates.template": Rights(READERS, add=OPS, change=OPS),
+    # Switches from the template's page: POST only (see OBJECT_POSTS).
+    "templates.template": Rights(
+        READERS, add=OPS, change=OPS, overrides={"switch": _everyone_staff(405)}
+    ),
     "identity.jwksstate": Rights(READERS),
     "events.event": Rights(READERS),
     "events.eventtype": Rights(READERS, ADMIN_ONLY, ADMIN_ONLY, ADMIN_ONLY),
@@ -98,8 +101,12 @@ MODELS: dict[str, Rights] = {
     "support.ticket": Rights(READERS),
     "delivery.route": Rights(READERS, OPS, OPS, OPS),
     "delivery.suppression": Rights(READERS, add=OPS, delete=OPS),
-    "delivery.message": Rights(READERS),
-    "delivery.deadletter": Rights(READERS),
+    # The per-row buttons of a message's page are POST only (see OBJECT_POSTS).
+    "delivery.message": Rights(READERS, overrides={"requeue": _everyone_staff(405)}),
+    "delivery.deadletter": Rights(
+        READERS,
+        overrides={"requeue": _everyone_staff(405), "discard": _everyone_staff(405)},
+    ),
     "delivery.attempt": Rights(READERS),
 }
 
@@ -118,6 +125,16 @@ ACTIONS: dict[tuple[str, str], frozenset[str]] = {
     ("identity.serviceaccount", "revoke"): ADMIN_ONLY,
     ("delivery.deadletter", "requeue"): OPS,
     ("delivery.deadletter", "discard"): OPS,
+    ("delivery.message", "requeue_blocked"): OPS,
+}
+
+# The POST-only views of one object (buttons on its page): (model, URL kind, form data) ->
+# the roles that may perform it. Every URL kind that answers a GET with 405 needs a row.
+OBJECT_POSTS: dict[tuple[str, str, str], frozenset[str]] = {
+    ("templates.template", "switch", "switch=disable&reason=matrix"): OPS,
+    ("delivery.deadletter", "requeue", ""): OPS,
+    ("delivery.deadletter", "discard", "post=yes"): OPS,
+    ("delivery.message", "requeue", ""): OPS,
 }
 
 # Rows an action is tried on, where the first row would make it a no-op: a template it
@@ -128,6 +145,9 @@ ACTION_ROWS: dict[tuple[str, str], dict[str, Any]] = {
     ("templates.template", "enable"): {"enabled": False},
     ("templates.template", "disable"): {"enabled": True},
     ("delivery.route", "delete_selected"): {"messages": None},
+    ("delivery.message", "requeue_blocked"): {"state": MessageState.BLOCKED},
+    ("templates.template", "switch"): {"enabled": True},
+    ("delivery.message", "requeue"): {"state": MessageState.BLOCKED},
 }
 
 # Apps whose changes are Django's or django-q2's own rows (users, groups, the task queue):
@@ -217,6 +237,12 @@ def world(db: Any, settings: Any) -> dict[str, Client]:
     template_create(key="matrix_off", channel="sms", body="Hi", enabled=False, actor="setup")
     dead = Message.objects.get(channel="sms")
     Message.objects.filter(pk=dead.pk).update(state=MessageState.DEAD, last_error="550")
+    # Blocked while its template was disabled; the template is enabled again, so it can be
+    # requeued.
+    blocked = Message.objects.filter(channel="email").order_by("pk").first()
+    Message.objects.filter(pk=blocked.pk).update(
+        state=MessageState.BLOCKED, last_error="template disabled"
+    )
     Attempt.objects.create(
         message=dead, number=1, lease_token=1, started_at=timezone.now(), outcome="permanent_error"
     )
@@ -297,6 +323,13 @@ def test_it_has_a_row_for_every_model_action_and_site_page(world: Any) -> None:
         base = {name for _func, name, _desc in model_admin._get_base_actions()}
         rows = {action for (model, action) in ACTIONS if model == label}
         assert base == rows, f"{label}: actions {base ^ rows} lack or have a stale row"
+        post_only = {
+            kind
+            for kind, answers in MODELS[label].overrides.items()
+            if set(answers.values()) == {405}
+        }
+        posts = {kind for (model, kind, _data) in OBJECT_POSTS if model == label}
+        assert post_only == posts, f"{label}: POST views {post_only ^ posts} lack a row"
     site = {p.name for p in admin.site.get_urls() if isinstance(p, URLPattern) and p.name}
     site -= {"login", "logout", "view_on_site", "app_list"}  # covered by their own tests below
     assert site == set(SITE), f"site pages without a row: {site ^ set(SITE)}"
@@ -330,7 +363,8 @@ def _post_action(client: Client, label: str, action: str) -> int:
     url = reverse(f"admin:{label.replace('.', '_')}_changelist")
     # `post=yes` confirms delete_selected at once; the other actions ignore it.
     row = _row(label, **ACTION_ROWS.get((label, action), {}))
-    data = {"action": action, "_selected_action": [row.pk], "post": "yes"}
+    # `reason` answers the template switches' question; the other actions ignore it.
+    data = {"action": action, "_selected_action": [row.pk], "post": "yes", "reason": "matrix"}
     return client.post(url, data).status_code
 
 
@@ -360,19 +394,25 @@ def test_it_performs_or_refuses_every_action_as_the_role_may(
             wrong.append(f"{label}.{action}: performed by {role} ({status})")
         elif role == ANON and status != 302:
             wrong.append(f"{label}.{action}: anonymous got {status}, not the login redirect")
-    for (name, data), allowed in SITE_POSTS.items():
+    posts = [
+        (reverse(f"admin:{name}"), data, allowed) for (name, data), allowed in SITE_POSTS.items()
+    ]
+    for (label, kind, data), allowed in OBJECT_POSTS.items():
+        row = _row(label, **ACTION_ROWS.get((label, kind), {}))
+        posts.append(
+            (reverse(f"admin:{label.replace('.', '_')}_{kind}", args=[row.pk]), data, allowed)
+        )
+    for url, data, allowed in posts:
         with transaction.atomic():
             before = _fingerprint()
             audit_before = AuditRecord.objects.count()
-            response = client.post(
-                reverse(f"admin:{name}"), data, content_type="application/x-www-form-urlencoded"
-            )
+            response = client.post(url, data, content_type="application/x-www-form-urlencoded")
             changed = _fingerprint() != before
             audited = AuditRecord.objects.count() > audit_before
             transaction.set_rollback(True)
         flags_forget_cache()
         if role in allowed and not (changed and audited):
-            wrong.append(f"admin:{name}: not performed and audited ({response.status_code})")
+            wrong.append(f"{url}: not performed and audited ({response.status_code})")
         elif role not in allowed and changed:
-            wrong.append(f"admin:{name}: performed by {role} ({response.status_code})")
+            wrong.append(f"{url}: performed by {role} ({response.status_code})")
     assert wrong == [], "\n".join(wrong)

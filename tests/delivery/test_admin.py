@@ -7,10 +7,13 @@ import pytest
 from django.contrib.auth.models import Permission, User
 
 from audit.models import AuditRecord
+from delivery.admin import KILL_SWITCH_WARNING
 from delivery.models import Attempt, Message, Route, Suppression
-from tests.delivery.conftest import run_pump
+from templates.services import template_set_enabled
+from tests.delivery.conftest import run_pump, set_flag
 
 DLQ = "/admin/delivery/deadletter/"
+MESSAGES = "/admin/delivery/message/"
 
 
 @pytest.fixture
@@ -156,3 +159,127 @@ def test_an_operator_adds_a_suppression(olivia, db):
 
     assert response.status_code == 302
     assert Suppression.objects.get().address == "someone@example.org"
+
+
+def test_a_dead_message_page_requeues_it_with_one_post(olivia, dead):
+    page = olivia.get(f"{DLQ}{dead[0].pk}/change/")
+    assert 'id="row-requeue"' in page.text
+    assert 'id="row-discard"' in page.text
+
+    response = olivia.post(f"{DLQ}{dead[0].pk}/requeue/", follow=True)
+
+    assert response.redirect_chain[0] == (DLQ, 302)
+    assert "Requeued 1 dead message(s)." in [str(m) for m in response.context["messages"]]
+    assert Message.objects.get(pk=dead[0].pk).state == "pending"
+    assert Message.objects.get(pk=dead[1].pk).state == "dead"
+    row = AuditRecord.objects.filter(message_uid=dead[0].uid, kind="message.pending").latest("id")
+    assert (row.actor, row.data["from"]) == ("olivia", "dead")
+
+
+def test_a_dead_message_page_discards_only_after_confirmation(olivia, dead):
+    url = f"{DLQ}{dead[0].pk}/discard/"
+
+    asked = olivia.post(url)
+
+    assert asked.status_code == 200
+    assert "Discarding deletes 1 dead message(s)" in asked.text
+    assert Message.objects.filter(pk=dead[0].pk).exists()
+
+    done = olivia.post(url, {"post": "yes"}, follow=True)
+
+    assert "Discarded 1 dead message(s)." in [str(m) for m in done.context["messages"]]
+    assert not Message.objects.filter(pk=dead[0].pk).exists()
+    assert Message.objects.filter(pk=dead[1].pk).exists()
+    assert AuditRecord.objects.get(kind="message.discarded").actor == "olivia"
+
+
+def test_requeue_warns_while_the_kill_switch_is_on(olivia, dead):
+    set_flag("DISABLE_SEND", True)
+
+    page = olivia.get(f"{DLQ}{dead[0].pk}/change/")
+    listed = olivia.post(DLQ, {"action": "requeue", "_selected_action": [dead[1].pk]}, follow=True)
+    row = olivia.post(f"{DLQ}{dead[0].pk}/requeue/", follow=True)
+
+    assert 'id="requeue-kill-switch-warning"' in page.text
+    for response in (listed, row):
+        assert KILL_SWITCH_WARNING in [str(m) for m in response.context["messages"]]
+
+
+def test_the_row_buttons_are_post_only_and_refused_to_a_viewer(victor, dead):
+    url = f"{DLQ}{dead[0].pk}/requeue/"
+
+    assert victor.get(url).status_code == 405
+    assert 'id="row-requeue"' not in victor.get(f"{DLQ}{dead[0].pk}/change/").text
+    assert victor.post(url).status_code == 403
+    assert victor.post(f"{DLQ}{dead[0].pk}/discard/", {"post": "yes"}).status_code == 403
+    assert Message.objects.get(pk=dead[0].pk).state == "dead"
+
+
+def test_a_row_button_on_a_message_that_left_the_queue_changes_nothing(olivia, dead):
+    Message.objects.filter(pk=dead[0].pk).update(state="sent")
+
+    response = olivia.post(f"{DLQ}{dead[0].pk}/requeue/", follow=True)
+
+    assert response.redirect_chain == [(DLQ, 302)]
+    assert [str(m) for m in response.context["messages"]] == [
+        "That dead letter is no longer here; nothing was changed."
+    ]
+    assert Message.objects.get(pk=dead[0].pk).state == "sent"
+    assert not AuditRecord.objects.filter(message_uid=dead[0].uid, data__from="sent").exists()
+
+
+@pytest.fixture
+def blocked(email_only, accept, live, smtp_server):
+    """Two messages blocked by a disabled template, which is then enabled again."""
+    template_set_enabled(template=email_only, value=False, actor="setup")
+    events = [accept(), accept()]
+    run_pump()
+    template_set_enabled(template=email_only, value=True, actor="setup")
+    messages = [Message.objects.get(event=e) for e in events]
+    assert {m.state for m in messages} == {"blocked"}
+    return messages
+
+
+def test_the_messages_list_requeues_blocked_messages_and_names_the_refused(olivia, blocked):
+    Message.objects.filter(pk=blocked[1].pk).update(last_error="PROMO_SENDS is off")
+
+    response = olivia.post(
+        MESSAGES,
+        {"action": "requeue_blocked", "_selected_action": [m.pk for m in blocked]},
+        follow=True,
+    )
+
+    shown = [str(m) for m in response.context["messages"]]
+    assert "Requeued 1 blocked message(s)." in shown
+    assert any(s.startswith("Not requeued, 1 message(s): blocked by a flag") for s in shown)
+    assert str(blocked[1].uid)[:8] in " ".join(shown)
+    assert [Message.objects.get(pk=m.pk).state for m in blocked] == ["pending", "blocked"]
+
+
+def test_a_blocked_message_page_requeues_it(olivia, blocked):
+    url = f"{MESSAGES}{blocked[0].pk}/change/"
+    assert 'id="row-requeue"' in olivia.get(url).text
+
+    response = olivia.post(f"{MESSAGES}{blocked[0].pk}/requeue/", follow=True)
+
+    assert response.redirect_chain[0] == (url, 302)
+    assert Message.objects.get(pk=blocked[0].pk).state == "pending"
+    assert 'id="row-requeue"' not in olivia.get(url).text  # pending now: nothing to requeue
+
+
+def test_a_blocked_message_page_refuses_while_the_template_is_disabled(olivia, blocked, email_only):
+    template_set_enabled(template=email_only, value=False, actor="olivia")
+
+    response = olivia.post(f"{MESSAGES}{blocked[0].pk}/requeue/", follow=True)
+
+    assert [str(m) for m in response.context["messages"]] == [
+        f"Not requeued, 1 message(s): its template is still disabled ({str(blocked[0].uid)[:8]})."
+    ]
+    assert Message.objects.get(pk=blocked[0].pk).state == "blocked"
+
+
+def test_a_viewer_cannot_requeue_blocked_messages(victor, blocked):
+    victor.post(MESSAGES, {"action": "requeue_blocked", "_selected_action": [blocked[0].pk]})
+
+    assert victor.post(f"{MESSAGES}{blocked[0].pk}/requeue/").status_code == 403
+    assert Message.objects.get(pk=blocked[0].pk).state == "blocked"

@@ -52,7 +52,10 @@ def test_it_raises_done_sequence_exactly_when_an_active_message_finishes():
 
 def test_it_leaves_a_final_state_only_by_requeue():
     out_of_final = {(e.source, e.target) for e in TRANSITIONS.values() if e.source in FINAL_STATES}
-    assert out_of_final == {(MessageState.DEAD, MessageState.PENDING)}
+    assert out_of_final == {
+        (MessageState.DEAD, MessageState.PENDING),
+        (MessageState.BLOCKED, MessageState.PENDING),
+    }
 
 
 def test_it_reaches_every_state_from_pending():

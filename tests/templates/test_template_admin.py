@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
 
+from audit.models import AuditRecord
 from templates.models import Template, TemplateVersion
 
 LIST = "/admin/templates/template/"
@@ -177,11 +180,101 @@ def test_it_switches_templates_in_bulk_and_reports_counts(
         make_template(key="b"),
         make_template(key="c"),
     ]
-    response = olivia.post(
-        LIST, {"action": action, "_selected_action": [t.pk for t in templates]}, follow=True
-    )
+    selected = {"action": action, "_selected_action": [t.pk for t in templates]}
+
+    response = olivia.post(LIST, {**selected, "reason": "campaign over"}, follow=True)
+
     assert message in response.text
     assert set(Template.objects.values_list(field, flat=True)) == {value}
+    assert {
+        r.data["reason"]
+        for r in AuditRecord.objects.filter(actor="olivia").exclude(kind="template.created")
+    } <= {"campaign over"}
+
+
+def test_a_list_switch_asks_for_the_reason_first_and_changes_nothing_until_given(
+    olivia, make_template
+):
+    templates = [make_template(key="a"), make_template(key="b")]
+    selected = {"action": "disable", "_selected_action": [t.pk for t in templates]}
+
+    asked = olivia.post(LIST, selected)
+    refused = olivia.post(LIST, {**selected, "reason": "   "})
+
+    assert asked.status_code == 200
+    assert "Disable: 2 template(s). Nothing has changed yet" in asked.text
+    assert 'name="reason"' in asked.text
+    assert refused.status_code == 400
+    assert refused.context["form"].errors == {"reason": ["This field is required."]}
+    assert set(Template.objects.values_list("enabled", flat=True)) == {True}
+    assert not AuditRecord.objects.filter(kind="template.enabled").exists()
+
+
+def test_an_operator_disables_one_template_from_its_page_with_a_reason(olivia, make_template):
+    template = make_template()
+    page = olivia.get(f"{LIST}{template.pk}/change/")
+    assert 'id="switch-disable"' in page.text
+    assert 'id="switch-enable"' not in page.text  # only the switches that would change it
+
+    response = olivia.post(
+        f"{LIST}{template.pk}/switch/", {"switch": "disable", "reason": "wrong deadline"}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == f"{LIST}{template.pk}/change/"
+    assert Template.objects.get(pk=template.pk).enabled is False
+    record = AuditRecord.objects.get(kind="template.enabled")
+    assert (record.actor, record.data["enabled"], record.data["reason"]) == (
+        "olivia",
+        False,
+        "wrong deadline",
+    )
+    assert 'id="switch-enable"' in olivia.get(f"{LIST}{template.pk}/change/").text
+
+
+@pytest.mark.parametrize(
+    ("data", "errors"),
+    [
+        ({"switch": "disable"}, {"reason": ["This field is required."]}),
+        (
+            {"switch": "disable", "reason": "x" * 501},
+            {"reason": ["Ensure this value has at most 500 characters (it has 501)."]},
+        ),
+        (
+            {"switch": "explode", "reason": "why"},
+            {"switch": ["Select a valid choice. explode is not one of the available choices."]},
+        ),
+    ],
+)
+def test_a_page_switch_with_bad_input_is_a_400_that_changes_nothing(
+    olivia, make_template, data, errors
+):
+    template = make_template()
+
+    response = olivia.post(f"{LIST}{template.pk}/switch/", data)
+
+    assert response.status_code == 400
+    assert response.context["form"].errors == errors
+    assert Template.objects.get(pk=template.pk).enabled is True
+    assert not AuditRecord.objects.filter(kind="template.enabled").exists()
+
+
+def test_a_page_switch_is_post_only_and_needs_the_change_right(olivia, make_template):
+    template = make_template()
+    audrey = User.objects.create_user("audrey", is_staff=True)
+    audrey.groups.add(Group.objects.get(name="Auditor"))
+    auditor = Client()
+    auditor.force_login(audrey)
+    url = f"{LIST}{template.pk}/switch/"
+
+    assert olivia.get(url).status_code == 405
+    assert 'id="template-switches"' not in auditor.get(f"{LIST}{template.pk}/change/").text
+    assert auditor.post(url, {"switch": "disable", "reason": "x"}).status_code == 403
+    assert Template.objects.get(pk=template.pk).enabled is True
+    assert (
+        olivia.post(f"{LIST}999999/switch/", {"switch": "disable", "reason": "x"}).status_code
+        == 302
+    )
 
 
 def test_it_offers_no_delete(olivia, make_template):
@@ -191,7 +284,7 @@ def test_it_offers_no_delete(olivia, make_template):
 
 def test_it_shows_the_lineage_on_the_history_page(olivia, make_template):
     template = make_template()
-    olivia.post(LIST, {"action": "disable", "_selected_action": [template.pk]})
+    olivia.post(LIST, {"action": "disable", "_selected_action": [template.pk], "reason": "r"})
 
     response = olivia.get(f"{LIST}{template.pk}/history/")
 
