@@ -130,6 +130,12 @@ ACTION_ROWS: dict[tuple[str, str], dict[str, Any]] = {
     ("delivery.route", "delete_selected"): {"messages": None},
 }
 
+# Form fields an action needs beyond the selection: lifting a suppression asks for a reason
+# (without one it only shows its confirmation page again; tests/audit/test_operator_lineage.py).
+ACTION_DATA: dict[tuple[str, str], dict[str, str]] = {
+    ("delivery.suppression", "delete_selected"): {"reason": "matrix"},
+}
+
 # Apps whose changes are Django's or django-q2's own rows (users, groups, the task queue):
 # their actions are recorded in the admin's LogEntry, not in our lineage.
 NOT_OUR_LINEAGE = frozenset({"auth", "django_q"})
@@ -330,7 +336,12 @@ def _post_action(client: Client, label: str, action: str) -> int:
     url = reverse(f"admin:{label.replace('.', '_')}_changelist")
     # `post=yes` confirms delete_selected at once; the other actions ignore it.
     row = _row(label, **ACTION_ROWS.get((label, action), {}))
-    data = {"action": action, "_selected_action": [row.pk], "post": "yes"}
+    data = {
+        "action": action,
+        "_selected_action": [row.pk],
+        "post": "yes",
+        **ACTION_DATA.get((label, action), {}),
+    }
     return client.post(url, data).status_code
 
 
