@@ -132,10 +132,8 @@ class SuppressionAdmin(admin.ModelAdmin):
         if obj is None:  # lifted meanwhile
             self.message_user(request, "That suppression no longer exists.", messages.WARNING)
             return HttpResponseRedirect(reverse("admin:delivery_suppression_changelist"))
-        lifted = self._lift(request, [obj], action="")
-        if lifted is not None:
-            return lifted
-        return HttpResponseRedirect(reverse("admin:delivery_suppression_changelist"))
+        page = self._lift(request, [obj], action="")
+        return page or HttpResponseRedirect(reverse("admin:delivery_suppression_changelist"))
 
     @admin.action(description="Lift the selected suppressions (asks why)", permissions=["delete"])
     def delete_selected(
@@ -151,13 +149,15 @@ class SuppressionAdmin(admin.ModelAdmin):
         confirmed = request.method == "POST" and request.POST.get("post") == "yes"
         form = SuppressionLiftForm(request.POST if confirmed else None)
         if confirmed and form.is_valid():
-            for row in rows:
+            lifted = sum(
                 suppressions.suppression_remove(
                     suppression=row,
                     actor=request.user.get_username(),
                     reason=form.cleaned_data["reason"],
                 )
-            self.message_user(request, f"Lifted {len(rows)} suppression(s).", messages.SUCCESS)
+                for row in rows
+            )
+            self.message_user(request, f"Lifted {lifted} suppression(s).", messages.SUCCESS)
             return None
         context = {
             **self.admin_site.each_context(request),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from audit.models import AuditRecord
 from delivery.models import Suppression
-from delivery.suppressions import suppression_add
+from delivery.suppressions import suppression_add, suppression_remove
 from events.models import EventType
 from events.services import known_event_types
 
@@ -54,6 +56,18 @@ def test_it_refuses_to_lift_a_suppression_in_the_admin_without_a_reason(olivia, 
     assert refused.context["form"].errors == {"reason": ["This field is required."]}
     assert Suppression.objects.filter(pk=row.pk).exists()
     assert lineage("suppression.removed") == []
+
+
+def test_a_second_lift_of_the_same_suppression_writes_nothing(db):
+    suppression_add(channel="sms", address="+12025550123", reason="opt_out", actor="x")
+    first, stale = Suppression.objects.get(), Suppression.objects.get()
+
+    assert suppression_remove(suppression=first, actor="a", reason="START received") is True
+    assert suppression_remove(suppression=stale, actor="b", reason="START received") is False
+    with pytest.raises(ValueError, match="needs a reason"):
+        suppression_remove(suppression=stale, actor="b", reason=" ")
+
+    assert [r.actor for r in lineage("suppression.removed")] == ["a"]
 
 
 def test_it_audits_each_suppression_lifted_by_the_bulk_action_with_its_reason(olivia, db):
