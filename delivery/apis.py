@@ -50,6 +50,12 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: OpenApiResponse(ErrorSerializer, _ERROR_TEXT[code]) for code in codes}
 
 
+# Answered by the web server before the application, in its own format (no JSON body): an
+# address and a reason of the allowed lengths fit, but non-ASCII ones grow up to 12-fold
+# when percent-encoded.
+URI_TOO_LONG = {414: OpenApiResponse(description="Request line over the web server's limit")}
+
+
 def _valid(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
@@ -79,7 +85,7 @@ class SuppressionApi(APIView):
         operation_id="suppressions_lookup",
         summary="The suppressions of one address",
         parameters=[SuppressionLookupSerializer],
-        responses={200: SuppressionListSerializer, **_errors(400, 401, 403, 429)},
+        responses={200: SuppressionListSerializer, **_errors(400, 401, 403, 429), **URI_TOO_LONG},
     )
     def get(self, request: Request) -> Response:
         query = _valid(SuppressionLookupSerializer, request.query_params.dict())
@@ -125,6 +131,7 @@ class SuppressionApi(APIView):
         responses={
             204: OpenApiResponse(description="Lifted; sends to the address resume"),
             **_errors(400, 401, 403, 404, 429),
+            **URI_TOO_LONG,
         },
     )
     def delete(self, request: Request) -> Response:

@@ -47,9 +47,9 @@ def test_it_publishes_the_suppressions_api_with_its_inputs_and_answers(client, d
 
     lookup, create, lift = operations["get"], operations["post"], operations["delete"]
     assert set(operations) == {"get", "post", "delete"}
-    assert set(lookup["responses"]) == {"200", "400", "401", "403", "429"}
+    assert set(lookup["responses"]) == {"200", "400", "401", "403", "414", "429"}
     assert set(create["responses"]) == {"200", "201", "400", "401", "403", "413", "415", "429"}
-    assert set(lift["responses"]) == {"204", "400", "401", "403", "404", "429"}
+    assert set(lift["responses"]) == {"204", "400", "401", "403", "404", "414", "429"}
     for operation in (lookup, create, lift):
         assert operation["security"] == [{"bearerAuth": []}]
     assert {(p["name"], p["required"]) for p in lookup["parameters"]} == {
