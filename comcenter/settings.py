@@ -270,6 +270,7 @@ REST_FRAMEWORK = {
         "intake": env.str("THROTTLE_INTAKE", default="6000/min"),
         "token": env.str("THROTTLE_TOKEN", default="60/min"),
         "webhook": env.str("THROTTLE_WEBHOOK", default="6000/min"),
+        "suppressions": env.str("THROTTLE_SUPPRESSIONS", default="6000/min"),
     },
 }
 

@@ -3,6 +3,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from comcenter import ops
+from delivery.apis import SuppressionApi
 from events.apis import EventDetailApi, EventListCreateApi
 from events.webhooks import WebhookApi
 from identity.apis import TokenApi
@@ -12,6 +13,7 @@ urlpatterns = [
     path("api/v1/events", EventListCreateApi.as_view(), name="events"),
     path("api/v1/events/<uuid:event_id>", EventDetailApi.as_view(), name="event-detail"),
     path("api/v1/webhooks/<str:source>", WebhookApi.as_view(), name="webhook"),
+    path("api/v1/suppressions", SuppressionApi.as_view(), name="suppressions"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file, not inline, for the CSP.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

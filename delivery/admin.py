@@ -1,6 +1,6 @@
-"""Operator console for delivery: routes (editable), suppressions, messages and attempts
-(read-only), the dead-letter queue with its requeue and discard actions, and the requeue of
-messages blocked by a template that has since been fixed.
+"""Operator console for delivery: routes (editable), suppressions (added, or lifted with a
+reason), messages and attempts (read-only), the dead-letter queue with its requeue and discard
+actions, and the requeue of messages blocked by a template that has since been fixed.
 
 Requeue and discard exist twice: as list actions and as POST buttons on the message's own
 page (`<id>/requeue/`, `<id>/discard/`), each calling the same service of delivery/dlq.py.
@@ -8,8 +8,9 @@ Both kinds of requeue need the requeue right (`delivery.change_deadletter`, the 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
@@ -68,33 +69,128 @@ class RouteAdmin(admin.ModelAdmin):
             routes.route_delete(route=route, actor=request.user.get_username())
 
 
+class SuppressionAddForm(forms.ModelForm):
+    class Meta:
+        model = Suppression
+        fields = ("channel", "address", "category", "reason", "note")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "channel" in self.fields:  # not on the read-only page of a row
+            channel = cast(forms.ChoiceField, self.fields["channel"])
+            channel.choices = [(c.value, c.label) for c in suppressions.CHANNELS]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        channel, address = cleaned.get("channel"), cleaned.get("address")
+        if channel and address:
+            try:
+                cleaned["address"] = suppressions.suppression_address_check(
+                    channel=channel, address=address
+                )
+            except ValueError as exc:
+                self.add_error("address", str(exc))
+        return cleaned
+
+
+class SuppressionLiftForm(forms.Form):
+    reason = forms.CharField(
+        max_length=suppressions.LIFT_REASON_MAX_LENGTH,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why sends to this address may resume (kept in the lineage).",
+    )
+
+
 @admin.register(Suppression)
 class SuppressionAdmin(admin.ModelAdmin):
-    list_display = ("id", "channel", "reason", "note", "created_at")
-    list_filter = ("channel", "reason")
-    search_fields = ("=address",)
-    fields = ("channel", "address", "reason", "note")
+    list_display = (
+        "id",
+        "channel",
+        "address",
+        "category",
+        "reason",
+        "source",
+        "note",
+        "created_at",
+    )
+    list_filter = ("channel", "category", "reason")
+    search_fields = ("=address", "source")
+    search_help_text = "An exact address, or a source such as admin:olivia."
+    form = SuppressionAddForm
+    readonly_fields = ("source", "created_at")
+    # Django's "delete selected" is replaced by the lifting action below (same name, so
+    # the site-wide action does not come back): it asks for a reason first.
+    actions = ("delete_selected",)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        added = ("channel", "address", "category", "reason", "note")
+        return added if obj is None else (*added, "source", "created_at")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # add or delete; an edited address would be a different suppression
+        return False  # add or lift; an edited address would be a different suppression
 
     def save_model(self, request: HttpRequest, obj: Suppression, form: Any, change: bool) -> None:
-        suppressions.suppression_add(
+        username = request.user.get_username()
+        row, _created = suppressions.suppression_ensure(
             channel=obj.channel,
             address=obj.address,
+            category=obj.category,
             reason=obj.reason,
             note=obj.note,
-            actor=request.user.get_username(),
+            actor=username,
+            source=f"admin:{username}",
         )
+        obj.pk = row.pk  # the admin's redirect and log entry name the row that exists
 
-    def delete_model(self, request: HttpRequest, obj: Suppression) -> None:
-        suppressions.suppression_remove(suppression=obj, actor=request.user.get_username())
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        obj = self.get_object(request, unquote(object_id))
+        if not self.has_delete_permission(request, obj):
+            raise PermissionDenied
+        if obj is None:  # lifted meanwhile
+            self.message_user(request, "That suppression no longer exists.", messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:delivery_suppression_changelist"))
+        page = self._lift(request, [obj], action="")
+        return page or HttpResponseRedirect(reverse("admin:delivery_suppression_changelist"))
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Suppression]) -> None:
-        for suppression in queryset:
-            suppressions.suppression_remove(
-                suppression=suppression, actor=request.user.get_username()
+    @admin.action(description="Lift the selected suppressions (asks why)", permissions=["delete"])
+    def delete_selected(
+        self, request: HttpRequest, queryset: QuerySet[Suppression]
+    ) -> TemplateResponse | None:
+        return self._lift(request, list(queryset), action="delete_selected")
+
+    def _lift(
+        self, request: HttpRequest, rows: list[Suppression], *, action: str
+    ) -> TemplateResponse | None:
+        """Lift `rows` once the confirmation page was posted with a reason; else (first
+        visit, or no reason given) show that page, changing nothing. None when lifted."""
+        confirmed = request.method == "POST" and request.POST.get("post") == "yes"
+        form = SuppressionLiftForm(request.POST if confirmed else None)
+        if confirmed and form.is_valid():
+            lifted = sum(
+                suppressions.suppression_remove(
+                    suppression=row,
+                    actor=request.user.get_username(),
+                    reason=form.cleaned_data["reason"],
+                )
+                for row in rows
             )
+            self.message_user(request, f"Lifted {lifted} suppression(s).", messages.SUCCESS)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Lift suppressions?",
+            "opts": self.model._meta,
+            "form": form,
+            "rows": rows[:100],
+            "count": len(rows),
+            "selected_ids": [row.pk for row in rows],
+            "action": action,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "delivery/admin/suppression_lift.html", context)
 
 
 class AttemptInline(admin.TabularInline):

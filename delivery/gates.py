@@ -3,13 +3,14 @@ kill switches), and the ticker's expiry of waiting messages."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from django.db.models.functions import Now
 
 from delivery.hooks import hooks_for
-from delivery.models import WAITING_STATES, Message, MessageState
-from delivery.suppressions import address_key
+from delivery.models import WAITING_STATES, Message, MessageState, Suppression
+from delivery.suppressions import suppression_categories, suppression_stops
 from delivery.transitions import Change, message_transition
 from flags.services import flag_is_on
 from templates.models import Category, Template
@@ -23,14 +24,17 @@ TEMPLATE_BLOCKS = (TEMPLATE_DISABLED, TEMPLATE_NOT_WHITELISTED)
 
 
 def message_gate(
-    *, message: Message, now: datetime, suppressed: set[str]
+    *, message: Message, now: datetime, suppressed: Mapping[str, frozenset[str]]
 ) -> tuple[str, str] | None:
     """(state, reason) when a gate stops the message, read right before its send; None lets
-    it through. `suppressed` holds the batch's suppressed addresses (see address_key). Loads
-    the message's template when the claim did not."""
+    it through. `suppressed` holds the batch's suppressed addresses and their categories
+    (`suppressed_addresses`). Loads the message's template when the claim did not."""
     if message.expires_at is not None and message.expires_at <= now:
         return MessageState.EXPIRED, "expires_at passed before dispatch"
-    if address_key(channel=message.channel, address=message.to_address) in suppressed:
+    categories = suppression_categories(
+        suppressed, channel=message.channel, address=message.to_address
+    )
+    if Suppression.Category.ALL in categories:
         return MessageState.SUPPRESSED, "address is suppressed"
     template = message.template or template_for(
         key=message.template_key, locale=message.locale or None
@@ -38,6 +42,8 @@ def message_gate(
     if template is None:
         return MessageState.DEAD, f"no template {message.template_key!r}"
     message.template = template
+    if suppression_stops(categories=categories, template_category=template.category):
+        return MessageState.SUPPRESSED, "address opted out of promotional messages"
     stop = hooks_for(message.event.event_type).gate(message=message, template=template)
     if stop is not None:
         return stop

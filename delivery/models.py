@@ -242,7 +242,12 @@ class Attempt(models.Model):
 
 
 class Suppression(models.Model):
-    """An address that must not be sent to (opt-out, hard bounce). Checked before each send."""
+    """An address that must not be sent to (opt-out, bounce, complaint). Checked before each
+    send (delivery/gates.py): `all` stops every message to it on that channel, `promotional`
+    only messages of promotional templates, so receipts and deadlines still reach someone
+    who opted out of marketing. There is no transactional-only category: a recipient who
+    refuses transactional mail refuses all of it (and promotional mail is sent only where
+    transactional is welcome), so that wish is `all`."""
 
     class Reason(models.TextChoices):
         OPT_OUT = "opt_out"
@@ -250,20 +255,33 @@ class Suppression(models.Model):
         COMPLAINT = "complaint"
         MANUAL = "manual"
 
+    class Category(models.TextChoices):
+        ALL = "all", "all messages"
+        PROMOTIONAL = "promotional", "promotional messages only"
+
     channel = models.CharField(max_length=10, choices=Channel.choices)
     address = models.CharField(max_length=254, help_text="Email address or E.164 number.")
+    category = models.CharField(max_length=12, choices=Category.choices, default=Category.ALL)
     reason = models.CharField(max_length=20, choices=Reason.choices, default=Reason.OPT_OUT)
+    source = models.CharField(
+        max_length=120,
+        blank=True,
+        help_text="Who or what added it: api:<service account>, admin:<user>, provider:<name>, "
+        "inbound-sms, …",
+    )
     note = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(db_default=Now())
 
     class Meta:
         ordering = ["-id"]
         constraints = [
-            models.UniqueConstraint(fields=["channel", "address"], name="suppression_unique"),
+            models.UniqueConstraint(
+                fields=["channel", "address", "category"], name="suppression_unique"
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.channel} suppression #{self.pk}"
+        return f"{self.channel} suppression #{self.pk} ({self.category})"
 
 
 class WorkerLease(models.Model):

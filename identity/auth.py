@@ -182,7 +182,8 @@ def request_caller(request: Request) -> Caller:
 
 
 class HasScope(permissions.BasePermission):
-    """Grants access when the caller's token carries the view's `required_scope`."""
+    """Grants access when the caller's token carries the view's `required_scope`, or the
+    scope its `required_scopes` names for the request's method."""
 
     message = "The token lacks the scope this endpoint needs."
 
@@ -190,5 +191,10 @@ class HasScope(permissions.BasePermission):
         caller = request.user
         if not isinstance(caller, Caller):
             return False
-        required = getattr(view, "required_scope", None)
+        by_method = getattr(view, "required_scopes", None)
+        if by_method is not None:
+            # A method without a row (PUT, PATCH) is answered 405 by the view after this.
+            required = by_method.get(request.method)
+        else:
+            required = getattr(view, "required_scope", None)
         return required is None or caller.has_scope(required)

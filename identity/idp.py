@@ -10,8 +10,9 @@ The unverified `iss` routed the token here (identity/auth.py); everything is che
   makes both optional; Keycloak's and Auth0's access tokens carry no `nbf`). A present but
   malformed one (not a number) is refused as malformed;
 - scopes: the JWT_REQUIRED_ROLE (in `roles`, `role`, `realm_access.roles`, `scope` or `scp`)
-  grants `events:write` and `events:read`; `events:write`/`events:read` in `scope` or `scp`
-  are granted as they are. A valid token with neither gets 403.
+  grants `events:write` and `events:read`; our scopes (those two, `suppressions:read`,
+  `suppressions:write`) in `scope` or `scp` are granted as they are. A valid token with
+  neither gets 403.
 
 Receive-and-queue: when no usable key can be had (JWKS unreachable and no last-known-good key
 within the grace, a `kid` not seen while the JWKS is unreachable, or a `kid` our keys do not
@@ -40,7 +41,7 @@ from rest_framework.exceptions import PermissionDenied
 from identity.auth import AuthFailed, record_auth_failure
 from identity.caller import Caller
 from identity.jwks import MAX_KID_LENGTH, KeyStatus, SigningKey, key_source
-from identity.models import SCOPES
+from identity.models import EVENT_SCOPES, SCOPES
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def scopes_from_claims(claims: dict[str, Any]) -> frozenset[str]:
     granted = scopes & set(SCOPES)
     role = settings.JWT_REQUIRED_ROLE
     if role and (role in roles or role in scopes):
-        granted |= set(SCOPES)
+        granted |= set(EVENT_SCOPES)
     return frozenset(granted)
 
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 from django.db import models
 from django.db.models.functions import Now
 
-SCOPES = ("events:write", "events:read")
+EVENT_SCOPES = ("events:write", "events:read")
+# Granted one by one (never implied by the identity provider's required role): a service
+# that may submit events need not be able to read or lift someone's opt-out.
+SUPPRESSION_SCOPES = ("suppressions:read", "suppressions:write")
+SCOPES = (*EVENT_SCOPES, *SUPPRESSION_SCOPES)
 
 
 class ServiceAccount(models.Model):

@@ -22,7 +22,9 @@ class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
                 "header with a kid the JWKS publishes; claims iss (the configured issuer), "
                 "aud (containing the configured audience), exp and sub required, nbf and iat "
                 "optional and checked when present; the required role (roles, role, "
-                "realm_access.roles, scope or scp) or the scopes events:write/events:read. "
+                "realm_access.roles, scope or scp: grants events:write and events:read) or our "
+                "scopes in scope or scp (events:write, events:read, suppressions:read, "
+                "suppressions:write). "
                 "While the provider's keys cannot be had, such a token may submit events "
                 "(status auth_pending, verified later) but not read them."
             ),

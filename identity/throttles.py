@@ -90,6 +90,13 @@ class IntakeThrottle(FixedWindowThrottle):
     scope = "intake"
 
 
+class SuppressionThrottle(IntakeThrottle):
+    """Per caller, like the intake, with a budget of its own so that lookups do not use up
+    the caller's event quota."""
+
+    scope = "suppressions"
+
+
 class TokenThrottle(FixedWindowThrottle):
     """Per client address, against credential guessing."""
 

@@ -363,7 +363,8 @@ def _post_action(client: Client, label: str, action: str) -> int:
     url = reverse(f"admin:{label.replace('.', '_')}_changelist")
     # `post=yes` confirms delete_selected at once; the other actions ignore it.
     row = _row(label, **ACTION_ROWS.get((label, action), {}))
-    # `reason` answers the template switches' question; the other actions ignore it.
+    # `reason` answers the questions of the template switches and of lifting a suppression
+    # (without one they only show their page again); the other actions ignore it.
     data = {"action": action, "_selected_action": [row.pk], "post": "yes", "reason": "matrix"}
     return client.post(url, data).status_code
 

@@ -48,6 +48,7 @@ def main() -> int:
         THROTTLE_INTAKE="1000000/min",
         THROTTLE_TOKEN="1000000/min",
         THROTTLE_WEBHOOK="1000000/min",
+        THROTTLE_SUPPRESSIONS="1000000/min",
         LOG_LEVEL="WARNING",
     )
     import django
@@ -57,13 +58,15 @@ def main() -> int:
 
     from events.services import event_type_ensure
     from identity.auth import issue_access_token
+    from identity.models import SCOPES
     from identity.services import service_account_create
     from tests.support.web import WebServer
 
     call_command("migrate", verbosity=0, interactive=False)
     for name in ("deadline_soon", "new_match"):
         event_type_ensure(name=name)
-    scopes = ["events:write", "events:read"]
+    # Every scope, so that generated requests to every operation get past the scope check.
+    scopes = list(SCOPES)
     account, _ = service_account_create(name=f"contract-{secrets.token_hex(4)}", scopes=scopes)
     token = str(issue_access_token(account, scopes))
 

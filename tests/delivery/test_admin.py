@@ -154,11 +154,39 @@ def test_an_operator_edits_a_route_with_lineage(olivia, routes):
 def test_an_operator_adds_a_suppression(olivia, db):
     response = olivia.post(
         "/admin/delivery/suppression/add/",
-        {"channel": "email", "address": "Someone@Example.org", "reason": "opt_out", "note": ""},
+        {
+            "channel": "email",
+            "address": "Someone@Example.org",
+            "category": "promotional",
+            "reason": "opt_out",
+            "note": "",
+        },
     )
 
     assert response.status_code == 302
-    assert Suppression.objects.get().address == "someone@example.org"
+    row = Suppression.objects.get()
+    assert (row.address, row.category, row.source) == (
+        "someone@example.org",
+        "promotional",
+        "admin:olivia",
+    )
+    added = AuditRecord.objects.get(kind="suppression.added")
+    assert (added.actor, added.data["source"], added.data["category"]) == (
+        "olivia",
+        "admin:olivia",
+        "promotional",
+    )
+
+
+def test_the_admin_refuses_an_address_that_is_not_one_of_the_channel(olivia, db):
+    response = olivia.post(
+        "/admin/delivery/suppression/add/",
+        {"channel": "sms", "address": "0201234567", "category": "all", "reason": "manual"},
+    )
+
+    assert response.status_code == 200
+    assert "E.164" in response.context["adminform"].form.errors["address"][0]
+    assert not Suppression.objects.exists()
 
 
 def test_a_dead_message_page_requeues_it_with_one_post(olivia, dead):

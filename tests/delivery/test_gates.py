@@ -8,9 +8,9 @@ from django.utils import timezone
 
 from audit.models import AuditRecord
 from delivery.gates import messages_expire_due
-from delivery.models import Attempt, Message, MessageState, Route
+from delivery.models import Attempt, Message, MessageState, Route, Suppression
 from delivery.outbox import outbox_consume
-from delivery.suppressions import suppression_add
+from delivery.suppressions import suppression_add, suppression_remove
 from templates.models import Category, Template, Tier
 from templates.services import template_create
 from tests.delivery.conftest import run_pump, set_flag, states
@@ -176,6 +176,65 @@ def test_it_suppresses_an_opted_out_address(routes, accept, live, smtp_server, s
 
     assert states(event) == {"email": "suppressed", "sms": "sent"}
     assert smtp_server.messages == []
+
+
+def _promotional_opt_out(address: str) -> None:
+    suppression_add(
+        channel="email", address=address, reason="opt_out", actor="ops", category="promotional"
+    )
+
+
+def test_a_promotional_opt_out_lets_transactional_mail_through(
+    routes, accept, live, smtp_server, sms_gateway
+):
+    _promotional_opt_out("ada@example.org")
+    event = accept()
+
+    run_pump()
+
+    assert states(event) == {"email": "sent", "sms": "sent"}
+    [sent] = smtp_server.messages
+    assert sent.rcpt_tos == ["ada@example.org"]
+
+
+def test_a_promotional_opt_out_suppresses_promotional_mail(email_only, accept, live, smtp_server):
+    set_flag("PROMO_SENDS", True)
+    Template.objects.filter(pk=email_only.pk).update(category=Category.PROMOTIONAL)
+    _promotional_opt_out("Ada@Example.org")  # compared case-insensitively
+    event = accept()
+
+    run_pump()
+
+    email = Message.objects.get(event=event, channel="email")
+    assert email.state == "suppressed"
+    row = AuditRecord.objects.get(message_uid=email.uid, kind="message.suppressed")
+    assert row.data["reason"] == "address opted out of promotional messages"
+    assert smtp_server.messages == []
+
+
+def test_an_all_suppression_stops_promotional_mail_too(email_only, accept, live, smtp_server):
+    set_flag("PROMO_SENDS", True)
+    Template.objects.filter(pk=email_only.pk).update(category=Category.PROMOTIONAL)
+    suppression_add(channel="email", address="ada@example.org", reason="bounce", actor="ops")
+    event = accept()
+
+    run_pump()
+
+    assert states(event) == {"email": "suppressed"}
+    assert smtp_server.messages == []
+
+
+def test_a_lifted_suppression_lets_the_next_message_through(email_only, accept, live, smtp_server):
+    suppression_add(channel="email", address="ada@example.org", reason="bounce", actor="ops")
+    first = accept()
+    run_pump()
+    suppression_remove(suppression=Suppression.objects.get(), actor="ops", reason="mailbox fixed")
+
+    second = accept()
+    run_pump()
+
+    assert (states(first), states(second)) == ({"email": "suppressed"}, {"email": "sent"})
+    assert len(smtp_server.messages) == 1
 
 
 def test_it_dead_letters_a_message_whose_template_cannot_render(email_only, accept, live):

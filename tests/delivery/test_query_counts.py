@@ -14,8 +14,9 @@ from django.test.utils import CaptureQueriesContext
 
 from delivery.claims import claim
 from delivery.dispatcher import dispatch_batch
-from delivery.models import Message, MessageState
+from delivery.models import Message, MessageState, Suppression
 from delivery.outbox import outbox_expand
+from delivery.suppressions import suppression_add
 from events.models import Event
 from events.services import event_accept
 from flags.services import flag_is_on
@@ -81,6 +82,33 @@ def test_it_dry_runs_a_batch_in_the_same_queries_whatever_its_size(email_only, a
 
     assert Message.objects.filter(state=MessageState.DRY_RUN).count() == 42
     assert (small, large) == (11, 11)
+
+
+def test_it_reads_a_batchs_suppressions_in_one_query_whatever_their_categories(email_only, accept):
+    _accept(accept, 42, prefix="key")
+    for n in range(0, 42, 2):  # every other address; `all` or `promotional` in turn
+        category = "all" if n % 4 else "promotional"
+        suppression_add(
+            channel="email",
+            address=f"s{n}@example.org",
+            reason="bounce",
+            actor="t",
+            category=category,
+        )
+    outbox_expand()
+    table = Suppression._meta.db_table
+
+    reads = []
+    for limit in (2, 40):
+        flag_is_on("DISABLE_SEND")
+        with CaptureQueriesContext(connection) as captured:
+            dispatch_batch(channel="email", limit=limit)
+        reads.append(sum(table in query["sql"] for query in captured.captured_queries))
+
+    assert reads == [1, 1]
+    # A promotional opt-out does not stop these transactional messages; `all` does.
+    assert Message.objects.filter(state=MessageState.SUPPRESSED).count() == 10
+    assert Message.objects.filter(state=MessageState.DRY_RUN).count() == 32
 
 
 def test_it_sends_a_live_batch_with_one_statement_per_send(email_only, accept, live, smtp_server):

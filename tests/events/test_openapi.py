@@ -41,6 +41,33 @@ def test_it_publishes_the_status_codes_each_endpoint_answers(client, db):
     assert "security" not in token or token["security"] in ([], [{}])
 
 
+def test_it_publishes_the_suppressions_api_with_its_inputs_and_answers(client, db):
+    schema = client.get("/api/schema/?format=json").json()
+    operations = schema["paths"]["/api/v1/suppressions"]
+
+    lookup, create, lift = operations["get"], operations["post"], operations["delete"]
+    assert set(operations) == {"get", "post", "delete"}
+    assert set(lookup["responses"]) == {"200", "400", "401", "403", "414", "429"}
+    assert set(create["responses"]) == {"200", "201", "400", "401", "403", "413", "415", "429"}
+    assert set(lift["responses"]) == {"204", "400", "401", "403", "404", "414", "429"}
+    for operation in (lookup, create, lift):
+        assert operation["security"] == [{"bearerAuth": []}]
+    assert {(p["name"], p["required"]) for p in lookup["parameters"]} == {
+        ("channel", True),
+        ("address", True),
+    }
+    assert {(p["name"], p["required"]) for p in lift["parameters"]} == {
+        ("channel", True),
+        ("address", True),
+        ("category", True),
+        ("reason", True),
+    }
+    body = create["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    shape = schema["components"]["schemas"][body.rsplit("/", 1)[1]]
+    assert set(shape["required"]) == {"channel", "address", "reason"}
+    assert shape["additionalProperties"] is False
+
+
 def test_the_docs_page_opens(client, db):
     response = client.get("/api/docs/")
     assert response.status_code == 200

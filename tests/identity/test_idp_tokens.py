@@ -91,6 +91,15 @@ def test_it_lets_a_read_scope_read_but_not_write(
     assert response.json()["status"] == "accepted"
 
 
+def test_the_role_grants_no_suppression_scope_but_the_scope_claim_does(idp: Idp, db: Any) -> None:
+    lookup = "/api/v1/suppressions?channel=email&address=a%40example.org"
+    with_role = bearer_client(idp.token()).get(lookup)
+    with_scope = bearer_client(idp.token(roles=None, scope="suppressions:read")).get(lookup)
+
+    assert with_role.status_code == 403
+    assert (with_scope.status_code, with_scope.json()) == (200, {"results": []})
+
+
 def test_it_hides_one_subjects_events_from_another(
     idp: Idp, event_types: Any, make_event: MakeEvent
 ) -> None:

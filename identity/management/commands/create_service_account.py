@@ -21,7 +21,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--scopes",
             default="events:write,events:read",
-            help="Comma-separated scopes (events:write, events:read).",
+            help="Comma-separated scopes (events:write, events:read, suppressions:read, "
+            "suppressions:write).",
         )
         parser.add_argument(
             "--json", action="store_true", help="Print exactly one JSON line on stdout."
