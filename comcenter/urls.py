@@ -1,8 +1,11 @@
+from anymail import urls as anymail_urls
+from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from comcenter import ops
+from delivery.apis import SmsInboundApi, SmsStatusApi
 from events.apis import EventDetailApi, EventListCreateApi
 from events.webhooks import WebhookApi
 from identity.apis import TokenApi
@@ -12,6 +15,8 @@ urlpatterns = [
     path("api/v1/events", EventListCreateApi.as_view(), name="events"),
     path("api/v1/events/<uuid:event_id>", EventDetailApi.as_view(), name="event-detail"),
     path("api/v1/webhooks/<str:source>", WebhookApi.as_view(), name="webhook"),
+    path("api/v1/feedback/sms", SmsStatusApi.as_view(), name="feedback-sms"),
+    path("api/v1/feedback/sms/inbound", SmsInboundApi.as_view(), name="feedback-sms-inbound"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file, not inline, for the CSP.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
@@ -21,6 +26,16 @@ urlpatterns = [
     path("canary", ops.canary, name="canary"),
     path("metrics", ops.metrics, name="metrics"),
 ]
+
+# anymail's tracking webhooks at its standard URLs (/anymail/<esp>/tracking/), for the ESPs
+# configured only: an ESP's view without its signing key would answer 500.
+_tracking = {f"{esp}_tracking_webhook" for esp in settings.EMAIL_TRACKING_ESPS}
+urlpatterns.append(
+    path(
+        "anymail/",
+        include(([p for p in anymail_urls.urlpatterns if p.name in _tracking], "anymail")),
+    )
+)
 
 handler400 = "comcenter.lib.errors.handler400"
 handler403 = "comcenter.lib.errors.handler403"

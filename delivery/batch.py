@@ -43,7 +43,7 @@ from delivery.models import Attempt, AttemptOutcome, Message, MessageState
 from delivery.providers.base import OutboundMessage, Provider, ProviderError, ProviderSession
 from delivery.ratelimit import ratelimit_refund
 from delivery.retries import retry_decision
-from delivery.suppressions import suppressed_addresses
+from delivery.suppressions import address_key, suppressed_addresses, suppression_add
 from delivery.transitions import Change, message_transition
 from flags.services import flag_is_on
 from templates.rendering import Rendered, RenderError, render_version
@@ -235,6 +235,7 @@ class Batch:
             self.probe = False
             circuit_close(provider=self.provider.name, channel=message.channel)
         attempt = self._attempt(message, number, started, AttemptOutcome.SENT, sent.response_code)
+        attempt.provider_message_id = sent.provider_message_id[:255]
         outcome = Outcome(
             MessageState.SENT,
             "provider accepted",
@@ -259,6 +260,8 @@ class Batch:
     ) -> None:
         if provider_down(error):
             self.down_until = circuit_trip(provider=self.provider.name)
+        if error.suppress:
+            self._suppress(message, error)
         text = (error.message or type(error).__name__)[:MAX_ERROR_LENGTH]
         outcome = AttemptOutcome.PERMANENT if error.permanent else AttemptOutcome.TRANSIENT
         state, reason, delay = retry_decision(error=error, number=number)
@@ -282,6 +285,18 @@ class Batch:
             retry_in=delay,
         )
         self._write_now(message, result)
+
+    def _suppress(self, message: Message, error: ProviderError) -> None:
+        """The failure says the address is gone (SMTP 5.1.x, an SMS opt-out): suppress it,
+        here and for the rest of this batch, so no later message to it is tried."""
+        suppression_add(
+            channel=message.channel,
+            address=message.to_address,
+            reason=error.suppress,
+            actor=f"provider:{self.provider.name}",
+            note=f"{self.provider.name} refused the address at send ({error.response_code})",
+        )
+        self.suppressed.add(address_key(channel=message.channel, address=message.to_address))
 
     def _attempt(
         self,
