@@ -1,4 +1,3 @@
-from anymail import urls as anymail_urls
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
@@ -6,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from comcenter import ops
 from delivery.apis import SmsInboundApi, SmsStatusApi
+from delivery.feedback_email import tracking_urlpatterns
 from events.apis import EventDetailApi, EventListCreateApi
 from events.webhooks import WebhookApi
 from identity.apis import TokenApi
@@ -28,13 +28,9 @@ urlpatterns = [
 ]
 
 # anymail's tracking webhooks at its standard URLs (/anymail/<esp>/tracking/), for the ESPs
-# configured only: an ESP's view without its signing key would answer 500.
-_tracking = {f"{esp}_tracking_webhook" for esp in settings.EMAIL_TRACKING_ESPS}
+# of EMAIL_TRACKING_ESPS (delivery/feedback_email.py).
 urlpatterns.append(
-    path(
-        "anymail/",
-        include(([p for p in anymail_urls.urlpatterns if p.name in _tracking], "anymail")),
-    )
+    path("anymail/", include((tracking_urlpatterns(settings.EMAIL_TRACKING_ESPS), "anymail")))
 )
 
 handler400 = "comcenter.lib.errors.handler400"

@@ -12,12 +12,22 @@ attempt's `provider_message_id`).
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
 from typing import Any
 
+from anymail import urls as anymail_urls
+from anymail.exceptions import AnymailConfigurationError
 from anymail.signals import AnymailTrackingEvent, EventType, RejectReason
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, path
 
+from comcenter.lib.errors import json_error
 from delivery.feedback import Feedback, feedback_receive
 from delivery.models import ReceiptKind
+
+log = logging.getLogger(__name__)
 
 # Our email provider's name (delivery/providers/email.py): the attempts' `provider`.
 EMAIL_PROVIDER = "email"
@@ -76,3 +86,32 @@ def tracking_received(
             dedupe_key=f"{esp}:{event.event_id}:{kind}" if event.event_id else "",
         )
     )
+
+
+def tracking_urlpatterns(esps: list[str]) -> list[URLPattern]:
+    """anymail's tracking URL patterns of these ESPs (anymail's names), each view wrapped by
+    `_bad_body_is_400`. Only configured ESPs are served: an ESP's view built without its
+    signing key raises ImproperlyConfigured on every request (a 500)."""
+    wanted = {f"{esp}_tracking_webhook" for esp in esps}
+    return [
+        path(str(p.pattern), _bad_body_is_400(p.callback), name=p.name)
+        for p in anymail_urls.urlpatterns
+        if isinstance(p, URLPattern) and p.name in wanted
+    ]
+
+
+def _bad_body_is_400(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """anymail checks the request first (a failed check is its SuspiciousOperation: 400) and
+    then parses the body; a body its parser cannot read (not JSON, a field missing, an
+    inbound payload posted to the tracking URL) raises out of the view as a 500. Answered
+    as 400 instead: the ESP's retry would fail the same way."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except (ValueError, KeyError, TypeError, AnymailConfigurationError) as exc:
+            log.warning("unreadable ESP tracking payload", extra={"error": type(exc).__name__})
+            return json_error(400, "invalid_request", "tracking payload not readable")
+
+    return wrapped
