@@ -97,7 +97,8 @@ def test_a_signed_delivered_callback_marks_the_sms_delivered_and_a_replay_change
     assert (first.status_code, replay.status_code) == (204, 204)
     message.refresh_from_db()
     assert message.state == MessageState.DELIVERED
-    assert AuditRecord.objects.filter(message_uid=message.uid, kind="message.delivered").count() == 1
+    rows = AuditRecord.objects.filter(message_uid=message.uid, kind="message.delivered")
+    assert rows.count() == 1
     assert ProviderReceipt.objects.count() == 1
 
 

@@ -95,9 +95,7 @@ def test_a_receipt_that_overtakes_the_commit_of_its_send_is_applied_afterwards(
     assert ProviderReceipt.objects.get().state == "applied"
 
 
-def test_the_same_receipt_twice_at_once_is_one_row_and_one_move(
-    transactional_db, sms_only, accept
-):
+def test_the_same_receipt_twice_at_once_is_one_row_and_one_move(transactional_db, sms_only, accept):
     message = dispatching(accept)
     record_sent(message)
     barrier = threading.Barrier(2)
