@@ -99,6 +99,9 @@ ACTIVE_STATES = (
 # Active states a worker may claim (held only while the pause is off).
 WAITING_STATES = (MessageState.PENDING, MessageState.HELD, MessageState.RETRYING)
 FINAL_STATES = tuple(state for state in MessageState if state not in ACTIVE_STATES)
+# Final states a message reaches after `sent`, on the provider's receipt: entering one is not
+# a second finished message.
+RECEIPT_STATES = (MessageState.DELIVERED, MessageState.UNDELIVERED)
 
 
 class Message(models.Model):
