@@ -45,3 +45,17 @@ def test_the_docs_page_opens(client, db):
     response = client.get("/api/docs/")
     assert response.status_code == 200
     assert b"swagger" in response.content.lower()
+
+
+def test_it_publishes_the_sms_feedback_callbacks(client, db):
+    paths = client.get("/api/schema/?format=json").json()["paths"]
+    for path, ok in (("/api/v1/feedback/sms", "204"), ("/api/v1/feedback/sms/inbound", "200")):
+        operation = paths[path]["post"]
+        assert set(operation["responses"]) == {ok, "400", "403", "415", "429"}, path
+        assert list(operation["requestBody"]["content"]) == ["application/x-www-form-urlencoded"]
+        headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+        assert "X-Twilio-Signature" in headers
+    form = paths["/api/v1/feedback/sms"]["post"]["requestBody"]["content"]
+    schema = form["application/x-www-form-urlencoded"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    components = client.get("/api/schema/?format=json").json()["components"]["schemas"]
+    assert set(components[schema]["required"]) == {"MessageSid", "MessageStatus"}
