@@ -32,12 +32,17 @@ ADA = "ada@example.org"
 PHONE = "+12025550123"
 
 
-@pytest.fixture(scope="module")
-def web(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["gunicorn", "granian"])
+def web(
+    request: Any, django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any
+) -> Iterator[str]:
+    """The web server of `make run` and production (granian over RSGI) and gunicorn: both
+    route /api/v1/ through the API's middleware chain and /anymail/ through the full one."""
     with django_db_blocker.unblock():
         server = WebServer(
             tmp_path_factory.mktemp("web"),
             workers=1,
+            server=request.param,
             SMS_AUTH_TOKEN=TOKEN,
             FEEDBACK_PUBLIC_URL=PUBLIC,
             EMAIL_TRACKING_ESPS="postmark,mailgun",

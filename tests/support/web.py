@@ -52,10 +52,15 @@ def wait_live(base: str, process: subprocess.Popen[bytes], *, timeout: float) ->
 
 
 class WebServer:
-    """gunicorn serving comcenter; `env` overrides the environment it starts with. It shares
-    the test process's SECRET_KEY, so tokens the test issues are valid there."""
+    """gunicorn (or, with `server="granian"`, granian over RSGI as in production) serving
+    comcenter; `env` overrides the environment it starts with. It shares the test process's
+    SECRET_KEY, so tokens the test issues are valid there."""
 
-    def __init__(self, tmp_path: Path, *, workers: int = 2, **env: str) -> None:
+    def __init__(
+        self, tmp_path: Path, *, workers: int = 2, server: str = "gunicorn", **env: str
+    ) -> None:
+        self.server = server
+        self.workers = workers
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / "stdout.log"
@@ -77,14 +82,7 @@ class WebServer:
     def start(self, *, timeout: float = 60) -> WebServer:
         with self.log.open("ab") as log, self.errors.open("ab") as errors:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "-c",
-                    "deploy/gunicorn.conf.py",
-                    "comcenter.wsgi:application",
-                ],
+                self._command(),
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
@@ -96,6 +94,21 @@ class WebServer:
             self.stop()
             raise
         return self
+
+    def _command(self) -> list[str]:
+        if self.server == "gunicorn":
+            return [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "deploy/gunicorn.conf.py",
+                "comcenter.wsgi:application",
+            ]
+        from comcenter.run import web_command
+
+        bind = f"127.0.0.1:{self.port}"
+        return web_command(server=self.server, target="comcenter", bind=bind, workers=self.workers)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
