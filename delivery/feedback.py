@@ -184,6 +184,8 @@ def _message_for(receipt: ProviderReceipt) -> Message | None:
         Attempt.objects.filter(
             provider=receipt.provider, provider_message_id=receipt.provider_message_id
         )
+        # Spelled out so that the planner matches the partial index whatever the binding.
+        .exclude(provider_message_id="")
         .order_by("-id")
         .values_list("message_id", flat=True)
         .first()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from audit.models import AuditRecord
+from delivery import feedback
 from delivery.feedback import Feedback, feedback_apply_pending, feedback_receive
 from delivery.models import Attempt, Message, MessageState, ProviderReceipt, Suppression
 from delivery.outbox import outbox_consume
@@ -95,12 +96,15 @@ def test_it_suppresses_on_a_complaint_without_moving_the_message(
     assert Suppression.objects.get(address=ADA).reason == Suppression.Reason.COMPLAINT
 
 
-def test_it_suppresses_soft_bounces_only_over_the_limit(
-    email_only, accept, live, smtp_server, settings
-):
+@pytest.fixture
+def two_sent(email_only, accept, live, smtp_server, settings) -> tuple[Message, Message]:
+    """Two emails sent to one address, with a soft-bounce limit of two."""
     settings.SOFT_BOUNCE_LIMIT = 2
-    first = sent_email(accept, smtp_server)
-    second = sent_email(accept, smtp_server)
+    return sent_email(accept, smtp_server), sent_email(accept, smtp_server)
+
+
+def test_it_suppresses_soft_bounces_only_over_the_limit(two_sent):
+    first, second = two_sent
 
     assert receipt(first, "bounced_soft") == "recorded"
     assert not Suppression.objects.exists()
@@ -113,12 +117,8 @@ def test_it_suppresses_soft_bounces_only_over_the_limit(
     assert suppression.note.startswith("2 soft bounces within 7 days")
 
 
-def test_it_does_not_count_soft_bounces_outside_the_window(
-    email_only, accept, live, smtp_server, settings
-):
-    settings.SOFT_BOUNCE_LIMIT = 2
-    first = sent_email(accept, smtp_server)
-    second = sent_email(accept, smtp_server)
+def test_it_does_not_count_soft_bounces_outside_the_window(two_sent):
+    first, second = two_sent
     receipt(first, "bounced_soft")
     ProviderReceipt.objects.update(received_at="2000-01-01T00:00:00Z")
 
@@ -185,6 +185,23 @@ def test_it_keeps_a_receipt_that_overtook_its_send_and_applies_it_later(
     assert message.state == MessageState.DELIVERED
     assert ProviderReceipt.objects.get().state == "applied"
     assert feedback_apply_pending() == 0
+
+
+def test_the_ticker_hook_looks_at_pending_receipts_at_most_every_two_seconds(
+    db, monkeypatch, settings
+):
+    calls: list[int] = []
+    monkeypatch.setattr(feedback, "_next_sweep", 0.0)
+    monkeypatch.setattr(feedback, "feedback_apply_pending", lambda: calls.append(1))
+
+    feedback.feedback_pending_due()
+    feedback.feedback_pending_due()  # the ticker's next pass, a fraction of a second later
+    assert len(calls) == 1
+    monkeypatch.setattr(feedback, "_next_sweep", 0.0)  # two seconds have passed
+    feedback.feedback_pending_due()
+
+    assert len(calls) == 2
+    assert "delivery.feedback.feedback_pending_due" in settings.TICKER_HOOKS
 
 
 def test_it_gives_up_on_a_receipt_that_never_matches(db, settings):
