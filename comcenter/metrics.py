@@ -66,6 +66,13 @@ def _queue_families() -> Iterator[Metric]:
         "Dead-lettered messages over all finished messages in the DLQ retention window.",
         value=float(stats["dlq_ratio"]),
     )
+    if stats.get("delivery_rate") is not None:
+        yield GaugeMetricFamily(
+            "comcenter_delivery_rate",
+            "Delivered over delivered + undelivered provider receipts in the DLQ retention "
+            "window (absent before the first receipt).",
+            value=float(stats["delivery_rate"]),
+        )
 
 
 def _outbox_families() -> Iterator[Metric]:

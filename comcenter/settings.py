@@ -5,6 +5,7 @@ start-up with ImproperlyConfigured naming the variable."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -271,6 +272,7 @@ REST_FRAMEWORK = {
         "token": env.str("THROTTLE_TOKEN", default="60/min"),
         "webhook": env.str("THROTTLE_WEBHOOK", default="6000/min"),
         "suppressions": env.str("THROTTLE_SUPPRESSIONS", default="6000/min"),
+        "feedback": env.str("THROTTLE_FEEDBACK", default="6000/min"),
     },
 }
 
@@ -372,6 +374,40 @@ ANYMAIL = {
     if name.startswith("ANYMAIL_")
 }
 
+# Provider feedback (delivery/feedback.py). A soft bounce suppresses its address once
+# SOFT_BOUNCE_LIMIT of them arrived within SOFT_BOUNCE_WINDOW_DAYS; a receipt that arrived
+# before its send was recorded waits FEEDBACK_PENDING_HOURS for it.
+SOFT_BOUNCE_LIMIT = _int("SOFT_BOUNCE_LIMIT", 3, minimum=1)
+SOFT_BOUNCE_WINDOW_DAYS = _int("SOFT_BOUNCE_WINDOW_DAYS", 7, minimum=1)
+FEEDBACK_PENDING_HOURS = _int("FEEDBACK_PENDING_HOURS", 24, minimum=1)
+# The public base URL the providers call back (https://comcenter.example.org): the SMS
+# gateway is sent StatusCallback=<it>/api/v1/feedback/sms and signs the URL it calls, which
+# behind a proxy differs from the host Django sees. Unset: no StatusCallback is sent and the
+# callbacks are checked against the URL as Django sees it.
+FEEDBACK_PUBLIC_URL = _url("FEEDBACK_PUBLIC_URL").rstrip("/")
+# The ESPs whose anymail tracking webhook is served at /anymail/<esp>/tracking/ (comma
+# separated, anymail's names: postmark, mailgun, sendgrid ...). Default: the ESP of
+# EMAIL_BACKEND, when it is an anymail backend. Each needs ANYMAIL_WEBHOOK_SECRET (HTTP basic
+# auth, "user:password") plus the ESP's own signing key where it has one.
+_backend_esp = re.fullmatch(r"anymail\.backends\.(\w+)\.EmailBackend", EMAIL_BACKEND)
+EMAIL_TRACKING_ESPS = [
+    esp.strip().lower()
+    for esp in env.str(
+        "EMAIL_TRACKING_ESPS", default=_backend_esp.group(1) if _backend_esp else ""
+    ).split(",")
+    if esp.strip()
+]
+if EMAIL_TRACKING_ESPS and not ANYMAIL.get("WEBHOOK_SECRET"):
+    raise ImproperlyConfigured(
+        "anymail tracking webhooks are served (EMAIL_TRACKING_ESPS or an anymail "
+        "EMAIL_BACKEND), so ANYMAIL_WEBHOOK_SECRET must be set (user:password)"
+    )
+if "mailgun" in EMAIL_TRACKING_ESPS and not (
+    ANYMAIL.get("MAILGUN_WEBHOOK_SIGNING_KEY") or ANYMAIL.get("MAILGUN_API_KEY")
+):
+    raise ImproperlyConfigured(
+        "the Mailgun tracking webhook is served, so ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY must be set"
+    )
 SMS_GATEWAY_URL = _url("SMS_GATEWAY_URL")
 SMS_ACCOUNT_SID = env.str("SMS_ACCOUNT_SID", default="")
 SMS_AUTH_TOKEN = env.str("SMS_AUTH_TOKEN", default="")
@@ -595,8 +631,9 @@ PERIODIC_TASKS = [
 ]
 # Called by the delivery ticker after each of its passes (every ~0.25 s), by dotted path so
 # that `delivery` knows nothing of them; each decides itself whether it is due and must not
-# raise. The guard runs from here every GUARD_INTERVAL_SECONDS (guard/tasks.py).
-TICKER_HOOKS = ["guard.tasks.guard_due"]
+# raise. The guard runs from here every GUARD_INTERVAL_SECONDS (guard/tasks.py); receipts
+# that overtook their send are applied from here (delivery/feedback.py).
+TICKER_HOOKS = ["guard.tasks.guard_due", "delivery.feedback.feedback_pending_due"]
 
 # Demo credentials for `load_demo` (written to .env by `make run`; never set in production).
 DEMO_CLIENT_ID = env.str("DEMO_CLIENT_ID", default="demo")

@@ -100,6 +100,7 @@ def sample_take() -> int:
             "oldest_s": figures.queue["oldest_pending_age_seconds"] or 0.0,
             "dead": figures.queue["dead"],
             "dlq_ratio": figures.queue["dlq_ratio"],
+            "delivery_rate": figures.queue["delivery_rate"],
             "ack_p95_ms": figures.ack_p95_ms,
             "counters": figures.counters,
         }
@@ -138,6 +139,8 @@ def history(*, window: timedelta, buckets: int = 60) -> dict[str, list[Series]]:
         data, last = sample["data"], previous["data"]
         for name in ("depth", "oldest_s", "dlq_ratio", "ack_p95_ms"):
             points[name][bucket].append((sample["at"], float(data.get(name) or 0.0)))
+        if data.get("delivery_rate") is not None:  # no point before the first receipt
+            points["delivery_rate"][bucket].append((sample["at"], float(data["delivery_rate"])))
         for counter, groups in data.get("counters", {}).items():
             previous_groups = last.get("counters", {}).get(counter, {})
             if counter == "comcenter_events":

@@ -46,6 +46,7 @@ CHARTS = {
     "oldest_s": "Oldest waiting message (s)",
     "ack_p95_ms": "Ack P95 (ms)",
     "dlq_ratio": "DLQ ratio",
+    "delivery_rate": "Delivery rate (provider receipts)",
     "comcenter_auth_failures": "Auth failures per minute",
     "comcenter_deliveries": "Delivery outcomes per minute",
 }

@@ -42,11 +42,11 @@ from delivery.circuit import circuit_close, circuit_trip, provider_down
 from delivery.gates import message_gate
 from delivery.hooks import hooks_for
 from delivery.liveness import Liveness
-from delivery.models import Attempt, AttemptOutcome, Message, MessageState
+from delivery.models import Attempt, AttemptOutcome, Message, MessageState, Suppression
 from delivery.providers.base import OutboundMessage, Provider, ProviderError, ProviderSession
 from delivery.ratelimit import ratelimit_refund
 from delivery.retries import retry_decision
-from delivery.suppressions import suppressed_addresses
+from delivery.suppressions import address_key, suppressed_addresses, suppression_add
 from delivery.transitions import Change, message_transition
 from flags.services import flag_is_on
 from templates.rendering import Rendered, RenderError, render_version
@@ -126,7 +126,7 @@ class Batch:
         self.deferred: dict[tuple[str, str], list[Change]] = {}
         self.result = BatchResult(claimed=len(messages))
         channel = messages[0].channel
-        self.suppressed = suppressed_addresses(
+        self.suppressed: dict[str, frozenset[str]] = suppressed_addresses(
             channel=channel, addresses=[m.to_address for m in messages]
         )
 
@@ -245,6 +245,7 @@ class Batch:
             self.probe = False
             circuit_close(provider=self.provider.name, channel=message.channel)
         attempt = self._attempt(message, number, started, AttemptOutcome.SENT, sent.response_code)
+        attempt.provider_message_id = sent.provider_message_id[:255]
         outcome = Outcome(
             MessageState.SENT,
             "provider accepted",
@@ -269,6 +270,8 @@ class Batch:
     ) -> None:
         if provider_down(error):
             self.down_until = circuit_trip(provider=self.provider.name)
+        if error.suppress:
+            self._suppress(message, error)
         text = (error.message or type(error).__name__)[:MAX_ERROR_LENGTH]
         outcome = AttemptOutcome.PERMANENT if error.permanent else AttemptOutcome.TRANSIENT
         state, reason, delay = retry_decision(error=error, number=number)
@@ -292,6 +295,21 @@ class Batch:
             retry_in=delay,
         )
         self._write_now(message, result)
+
+    def _suppress(self, message: Message, error: ProviderError) -> None:
+        """The failure says the address is gone (SMTP 5.1.x, an SMS opt-out): suppress it,
+        here and for the rest of this batch, so no later message to it is tried."""
+        suppression_add(
+            channel=message.channel,
+            address=message.to_address,
+            reason=error.suppress,
+            actor=f"provider:{self.provider.name}",
+            note=f"{self.provider.name} refused the address at send ({error.response_code})",
+            source=f"provider:{self.provider.name}",
+        )
+        self.suppressed[address_key(channel=message.channel, address=message.to_address)] = (
+            frozenset({Suppression.Category.ALL})
+        )
 
     def _attempt(
         self,

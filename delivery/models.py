@@ -83,6 +83,10 @@ class MessageState(models.TextChoices):
     EXPIRED = "expired"
     BLOCKED = "blocked"  # flag, whitelist, promotional or tier gate
     SUPPRESSED = "suppressed"  # the address opted out or bounced
+    # A provider's receipt after `sent` (delivery/feedback.py): it reached the recipient, or
+    # the provider gave up on it (bounce, rejection, unreachable number).
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
 
 
 # States that hold their lane: a later message of the key waits while one of these exists.
@@ -95,6 +99,9 @@ ACTIVE_STATES = (
 # Active states a worker may claim (held only while the pause is off).
 WAITING_STATES = (MessageState.PENDING, MessageState.HELD, MessageState.RETRYING)
 FINAL_STATES = tuple(state for state in MessageState if state not in ACTIVE_STATES)
+# Final states a message reaches after `sent`, on the provider's receipt: entering one is not
+# a second finished message.
+RECEIPT_STATES = (MessageState.DELIVERED, MessageState.UNDELIVERED)
 
 
 class Message(models.Model):
@@ -230,8 +237,18 @@ class Attempt(models.Model):
     idempotency_key = models.CharField(max_length=100, blank=True)
     # The claim's result could not be recorded because a newer claim owned the message.
     stale = models.BooleanField(default=False)
+    # The provider's id of what this attempt handed over (the SMTP Message-ID we set, the
+    # ESP's id, the SMS gateway's sid): what its delivery receipts name.
+    provider_message_id = models.CharField(max_length=255, blank=True)
 
     class Meta:
+        indexes = [
+            models.Index(
+                fields=["provider_message_id"],
+                name="attempt_provider_message_id",
+                condition=~models.Q(provider_message_id=""),
+            ),
+        ]
         # Not unique per (message, lease_token): when a lease runs out, recovery records the
         # claim as abandoned, and the slow worker that held it may still report what really
         # happened (its row then says stale). Both are facts about the same claim.
@@ -282,6 +299,62 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} suppression #{self.pk} ({self.category})"
+
+
+class ReceiptKind(models.TextChoices):
+    """A provider's report about a message it accepted, normalised (delivery/feedback.py)."""
+
+    DELIVERED = "delivered"
+    BOUNCED_HARD = "bounced_hard"
+    BOUNCED_SOFT = "bounced_soft"
+    COMPLAINED = "complained"
+    REJECTED = "rejected"  # the provider refused to send it on (its own policy)
+    FAILED = "failed"  # the provider gave up without a reason that suppresses
+    OPTED_OUT = "opted_out"
+    UNDELIVERABLE_NUMBER = "undeliverable_number"  # not a mobile number, a landline
+
+
+class ProviderReceipt(models.Model):
+    """One delivery receipt as the provider sent it, kept once (`dedupe_key`): a replayed or
+    repeated receipt finds its row and changes nothing. A receipt whose attempt is not
+    recorded yet (the provider's callback overtook our commit) waits as `pending` until
+    `feedback_apply_pending` finds the attempt. Holds no address: `address_hash` (SHA-256
+    of the address as suppressions compare it) counts soft bounces per address."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"  # no attempt of this provider id recorded yet
+        APPLIED = "applied"  # moved the message and/or added a suppression
+        RECORDED = "recorded"  # matched, but changed nothing (dry run, dead, no edge)
+        UNMATCHED = "unmatched"  # still no attempt after FEEDBACK_PENDING_HOURS
+
+    id = models.BigAutoField(primary_key=True)
+    dedupe_key = models.CharField(max_length=400, unique=True)
+    provider = models.CharField(max_length=50)
+    provider_message_id = models.CharField(max_length=255)
+    kind = models.CharField(max_length=24, choices=ReceiptKind.choices)
+    code = models.CharField(max_length=50, blank=True)
+    source = models.CharField(max_length=50)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(db_default=Now())
+    state = models.CharField(max_length=12, choices=State.choices)
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    address_hash = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["received_at"],
+                name="receipt_pending",
+                condition=models.Q(state="pending"),
+            ),
+            models.Index(fields=["address_hash", "kind", "received_at"], name="receipt_address"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.kind} [{self.state}]"
 
 
 class WorkerLease(models.Model):

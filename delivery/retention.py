@@ -17,7 +17,15 @@ from django.db.models import Exists, OuterRef, Q
 from audit.services import audit_append
 from comcenter.lib.db import db_now
 from comcenter.lib.metrics import RETENTION_PURGED
-from delivery.models import ACTIVE_STATES, Attempt, Lane, Message, MessageState, WorkerLease
+from delivery.models import (
+    ACTIVE_STATES,
+    Attempt,
+    Lane,
+    Message,
+    MessageState,
+    ProviderReceipt,
+    WorkerLease,
+)
 from delivery.outbox import EXPAND_LOCK
 from events.models import Event, EventStatus, OutboxState
 
@@ -43,6 +51,8 @@ def retention_purge(*, batch: int = PURGE_BATCH, max_batches: int = 200) -> dict
         _add(totals, {"lanes": lanes})
         if lanes < batch:
             break
+    # Receipts that never matched a message (unmatched, or their message purged first).
+    ProviderReceipt.objects.filter(message__isnull=True, received_at__lt=cutoff).delete()
     if any(totals.values()):
         log.info("purged delivery data past retention", extra=totals)
     return totals
@@ -85,6 +95,8 @@ def _purge_events(*, cutoff: datetime, dlq_cutoff: datetime, batch: int) -> dict
         )
         if not ids:
             return {"events": 0, "messages": 0, "attempts": 0}
+        # Receipts go with their message (the lineage keeps what they moved).
+        ProviderReceipt.objects.filter(message__event_id__in=ids).delete()
         attempts = Attempt.objects.filter(message__event_id__in=ids).delete()[1]
         messages = Message.objects.filter(event_id__in=ids).delete()[1]
         events = Event.objects.filter(pk__in=ids).delete()[1]

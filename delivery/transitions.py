@@ -92,6 +92,9 @@ _TABLE: tuple[tuple[str | tuple[str, ...], str, frozenset[Effect], str], ...] = 
     (WAITING,       S.HELD,          NONE,    "dry-run batch: gate DISPATCH_PAUSED"),
     (S.DEAD,        S.PENDING,       NONE,    "requeue from the dead-letter queue (operator)"),
     (S.BLOCKED,     S.PENDING,       NONE,    "requeue after its template was fixed (operator)"),
+    (S.SENT,        S.DELIVERED,     NONE,    "receipt: delivered"),
+    (S.SENT,        S.UNDELIVERED,   NONE,    "receipt: bounced, rejected, failed, opted out"),
+    (S.DELIVERED,   S.UNDELIVERED,   NONE,    "receipt: a failure reported after delivery"),
 )  # fmt: skip
 
 TRANSITIONS: dict[tuple[str, str], Edge] = {

@@ -111,3 +111,13 @@ class WebhookThrottle(IntakeThrottle):
     check so that unsigned requests cannot use up a partner's quota."""
 
     scope = "webhook"
+
+
+class FeedbackThrottle(FixedWindowThrottle):
+    """Per provider (the view's `feedback_source`), counted after the signature check like
+    the webhook intake's, so unsigned floods cannot use up the provider's quota."""
+
+    scope = "feedback"
+
+    def ident_for(self, request: Request) -> str:
+        return f"provider:{getattr(request, 'feedback_source', 'unknown')}"

@@ -28,6 +28,12 @@ DELIVERIES = Counter(
     "Delivery outcomes (terminal or retrying) by channel, provider and resulting state.",
     ["channel", "provider", "state"],
 )
+FEEDBACK_RECEIPTS = Counter(
+    "comcenter_feedback_receipts_total",
+    "Provider delivery receipts by provider, kind (delivered, bounced_hard ...) and what "
+    "became of them (applied, recorded, pending, duplicate).",
+    ["provider", "kind", "outcome"],
+)
 E2E_LATENCY = Histogram(
     "comcenter_e2e_latency_seconds",
     "Time from the event's receipt to the provider accepting the message (or dry-run).",

@@ -71,7 +71,9 @@ class ProviderError(Exception):
     """A send (or session) failed. `permanent=True` means retrying cannot help (invalid
     address, rejected credentials, 4xx); `permanent=False` covers everything that may succeed
     later, including unknown outcomes such as a timeout after the request was written.
-    `retry_after` is the provider's own hint in seconds, when it gave one."""
+    `retry_after` is the provider's own hint in seconds, when it gave one. `suppress` is a
+    `Suppression.Reason` when the failure says the address itself is gone (SMTP 5.1.x, an
+    SMS opt-out): the batch then suppresses it, so the next message to it is not tried."""
 
     def __init__(
         self,
@@ -80,12 +82,14 @@ class ProviderError(Exception):
         permanent: bool,
         retry_after: float | None = None,
         response_code: str = "",
+        suppress: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
         self.permanent = permanent
         self.retry_after = retry_after
         self.response_code = response_code
+        self.suppress = suppress
 
     def __repr__(self) -> str:
         return (
@@ -269,7 +273,9 @@ class Provider:
             return result
 
 
-def http_error(exc: HttpError, *, vendor: str, meaning: str = "", code: str = "") -> ProviderError:
+def http_error(
+    exc: HttpError, *, vendor: str, meaning: str = "", code: str = "", suppress: str = ""
+) -> ProviderError:
     """An HTTP vendor's failure: no answer is transient (a timeout may be an unknown outcome,
     retried under the same Idempotency-Key); 429 and 5xx are transient with the vendor's
     Retry-After; every other status is permanent. `code` is the vendor's own error code and
@@ -286,4 +292,5 @@ def http_error(exc: HttpError, *, vendor: str, meaning: str = "", code: str = ""
         permanent=not (status == 429 or status >= 500),
         retry_after=exc.retry_after,
         response_code=f"{status}:{code}" if code else str(status),
+        suppress=suppress,
     )

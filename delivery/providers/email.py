@@ -21,6 +21,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 
 from comcenter.lib.http import parse_retry_after
+from delivery.models import Suppression
 from delivery.providers.base import (
     CODE_CONNECTION,
     CODE_ERROR,
@@ -199,9 +200,18 @@ class EmailProvider(Provider):
         enhanced = _ENHANCED_STATUS.match(raw or b"")
         meaning = self.SMTP_REPLIES.get(code, "unexpected reply")
         detail = f"SMTP {code} at {stage}: {meaning}"
-        if enhanced:
-            detail += f" ({enhanced.group(1).decode()})"
-        return ProviderError(detail, permanent=500 <= code < 600, response_code=str(code))
+        status = enhanced.group(1).decode() if enhanced else ""
+        if status:
+            detail += f" ({status})"
+        # 5.1.x (RFC 3463: bad mailbox, bad domain, bad syntax ...) says the address itself
+        # does not exist, not that this message failed: never try it again.
+        bad_address = code // 100 == 5 and status.startswith("5.1.")
+        return ProviderError(
+            detail,
+            permanent=500 <= code < 600,
+            response_code=str(code),
+            suppress=Suppression.Reason.BOUNCE if bad_address else "",
+        )
 
     def _esp_error(self, exc: AnymailAPIError) -> ProviderError:
         status = exc.status_code

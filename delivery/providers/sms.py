@@ -17,6 +17,7 @@ import requests
 from django.conf import settings
 
 from comcenter.lib import http
+from delivery.models import Suppression
 from delivery.providers.base import (
     HealthResult,
     OutboundMessage,
@@ -30,6 +31,8 @@ from delivery.providers.base import (
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/2010-04-01/Accounts"
+# Our status callback endpoint (comcenter/urls.py), below FEEDBACK_PUBLIC_URL.
+STATUS_CALLBACK_PATH = "/api/v1/feedback/sms"
 
 
 class TwilioSmsProvider(Provider):
@@ -61,6 +64,12 @@ class TwilioSmsProvider(Provider):
         30007: "carrier filtered the message",
     }
 
+    # Codes that say the number itself must not be tried again (the batch suppresses it).
+    SUPPRESSING_CODES: dict[int, str] = {
+        21610: Suppression.Reason.OPT_OUT,
+        21614: Suppression.Reason.BOUNCE,
+    }
+
     def is_configured(self) -> bool:
         return bool(
             settings.SMS_GATEWAY_URL
@@ -90,7 +99,13 @@ class TwilioSmsProvider(Provider):
             return None
         code = _error_code(exc.body) if exc.status is not None else None
         meaning = self.ERROR_CODES.get(code, f"error code {code}") if code else "no error code"
-        return http_error(exc, vendor="gateway", meaning=meaning, code=str(code or ""))
+        return http_error(
+            exc,
+            vendor="gateway",
+            meaning=meaning,
+            code=str(code or ""),
+            suppress=self.SUPPRESSING_CODES.get(code, "") if code else "",
+        )
 
 
 def _error_code(body: bytes) -> int | None:
@@ -113,6 +128,12 @@ class SmsSession(ProviderSession):
         self._url = f"{provider.account_url()}/Messages.json"
         self._auth = provider.auth()
         self._from = settings.SMS_FROM
+        # Where the gateway reports what became of each message (delivery/feedback_sms.py).
+        self._callback = (
+            f"{settings.FEEDBACK_PUBLIC_URL}{STATUS_CALLBACK_PATH}"
+            if settings.FEEDBACK_PUBLIC_URL
+            else ""
+        )
         self._http: requests.Session | None = http.session_new()
 
     def deliver(self, message: OutboundMessage) -> SendResult:
@@ -126,10 +147,16 @@ class SmsSession(ProviderSession):
             # Stable across attempts, so a gateway that dedupes keys sends once even when
             # a worker dies between writing the request and reading the answer.
             headers={"Idempotency-Key": message.message_uid},
-            data={"To": message.to, "From": self._from, "Body": message.text},
+            data=self._form(message),
             auth=self._auth,
         )
         return SendResult(provider_message_id=_sid(response), response_code=str(response.status))
+
+    def _form(self, message: OutboundMessage) -> dict[str, str]:
+        form = {"To": message.to, "From": self._from, "Body": message.text}
+        if self._callback:
+            form["StatusCallback"] = self._callback
+        return form
 
     def close(self) -> None:
         if self._http is not None:

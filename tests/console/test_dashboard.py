@@ -91,7 +91,15 @@ def test_it_records_a_sample_and_drops_those_older_than_two_days(db: Any) -> Non
 
     assert list(Sample.objects.values_list("pk", flat=True)) == [sample_id]
     data = Sample.objects.get().data
-    assert set(data) == {"depth", "oldest_s", "dead", "dlq_ratio", "ack_p95_ms", "counters"}
+    assert set(data) == {
+        "depth",
+        "oldest_s",
+        "dead",
+        "dlq_ratio",
+        "delivery_rate",
+        "ack_p95_ms",
+        "counters",
+    }
 
 
 def test_it_reads_a_bounded_number_of_rows_however_long_the_history(

@@ -28,7 +28,7 @@ def victor(db, client):
 
 @pytest.fixture
 def dead(email_only, accept, live, smtp_server):
-    smtp_server.reply_for("ada@example.org", 550)
+    smtp_server.reply_for("ada@example.org", 554)  # 5.7.1: the message, not the address
     events = [accept(), accept(), accept()]
     run_pump()
     smtp_server.clear_reply("ada@example.org")

@@ -18,8 +18,8 @@ from tests.delivery.conftest import run_pump
 
 @pytest.fixture
 def dead(email_only, accept, live, smtp_server):
-    """Two dead-lettered messages (550) whose recipient is fixed afterwards."""
-    smtp_server.reply_for("ada@example.org", 550)
+    """Two dead-lettered messages (554: the message refused) whose cause is fixed afterwards."""
+    smtp_server.reply_for("ada@example.org", 554)  # 5.7.1: the message, not the address
     events = [accept(), accept()]
     run_pump()
     smtp_server.clear_reply("ada@example.org")

@@ -133,7 +133,7 @@ def test_it_holds_the_key_while_the_head_retries(email_only, accept, live, smtp_
 
 
 def test_it_releases_the_key_when_the_head_is_dead(email_only, accept, live, smtp_server):
-    smtp_server.reply_for("first@example.org", 550)
+    smtp_server.reply_for("first@example.org", 554)
     first = accept(sequence=1, ordering_key="k", recipient={"email": "first@example.org"})
     accept(sequence=2, ordering_key="k")
 

@@ -70,7 +70,7 @@ def test_it_never_purges_an_event_inside_the_idempotency_window(email_only, acce
 def test_it_keeps_a_dead_letter_inside_its_retention_and_purges_it_after(
     email_only, accept, live, smtp_server
 ):
-    smtp_server.reply_for("ada@example.org", 550)
+    smtp_server.reply_for("ada@example.org", 554)  # 5.7.1: the message, not the address
     event = accept()
     run_pump()
     message = Message.objects.get(event=event)

@@ -50,12 +50,21 @@ def test_it_raises_done_sequence_exactly_when_an_active_message_finishes():
         assert (Effect.RAISES_DONE in edge.effects) == finishes, edge
 
 
-def test_it_leaves_a_final_state_only_by_requeue():
+def test_it_leaves_a_final_state_only_by_requeue_or_a_provider_receipt():
     out_of_final = {(e.source, e.target) for e in TRANSITIONS.values() if e.source in FINAL_STATES}
     assert out_of_final == {
         (MessageState.DEAD, MessageState.PENDING),
         (MessageState.BLOCKED, MessageState.PENDING),
+        (MessageState.SENT, MessageState.DELIVERED),
+        (MessageState.SENT, MessageState.UNDELIVERED),
+        (MessageState.DELIVERED, MessageState.UNDELIVERED),
     }
+
+
+def test_it_never_turns_a_reported_failure_into_a_success():
+    # Receipts may arrive out of order: a late "delivered" must not undo "undelivered".
+    assert (MessageState.UNDELIVERED, MessageState.DELIVERED) not in TRANSITIONS
+    assert not [e for e in TRANSITIONS.values() if e.source == MessageState.UNDELIVERED]
 
 
 def test_it_reaches_every_state_from_pending():

@@ -96,3 +96,17 @@ def test_it_publishes_the_ops_views_with_their_answers(client, db, settings):
     assert client.post("/metrics").status_code == 405
     scheme = client.get("/api/schema/?format=json").json()["components"]["securitySchemes"]
     assert scheme["metricsToken"]["scheme"] == "bearer"
+
+
+def test_it_publishes_the_sms_feedback_callbacks(client, db):
+    paths = client.get("/api/schema/?format=json").json()["paths"]
+    for path, ok in (("/api/v1/feedback/sms", "204"), ("/api/v1/feedback/sms/inbound", "200")):
+        operation = paths[path]["post"]
+        assert set(operation["responses"]) == {ok, "400", "403", "415", "429"}, path
+        assert list(operation["requestBody"]["content"]) == ["application/x-www-form-urlencoded"]
+        headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+        assert "X-Twilio-Signature" in headers
+    form = paths["/api/v1/feedback/sms"]["post"]["requestBody"]["content"]
+    schema = form["application/x-www-form-urlencoded"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    components = client.get("/api/schema/?format=json").json()["components"]["schemas"]
+    assert set(components[schema]["required"]) == {"MessageSid", "MessageStatus"}
