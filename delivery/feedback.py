@@ -195,7 +195,7 @@ def _message_for(receipt: ProviderReceipt) -> Message | None:
     # Locked for the rest of the receipt's transaction: two receipts of one message (Twilio's
     # delivered and a late undelivered) are applied one after the other, each from the state
     # the other left.
-    return Message.objects.select_for_update().select_related("event").get(pk=attempt)
+    return Message.objects.select_for_update(of=("self",)).select_related("event").get(pk=attempt)
 
 
 def _move(receipt: ProviderReceipt, message: Message) -> bool:

@@ -140,7 +140,7 @@ def test_it_renders_the_dashboard_charts(console: Callable[[str | None], Any]) -
     page = console("Operator")
     page.goto(f"{page.base}/admin/")
     page.wait_for_selector("svg.chart polyline", state="attached")
-    assert page.locator("svg.chart").count() == 7
+    assert page.locator("svg.chart").count() == 8
     assert page.locator('svg.chart polyline[data-series="accepted"]').count() == 1
     assert page.inner_text("#queue-dead") == "1"
     _shot(page, "dashboard")
