@@ -192,3 +192,14 @@ def test_it_refuses_a_kill_switch_post_without_the_csrf_token(db: Any) -> None:
 
     assert forged.post(KILL, {"value": "off", "reason": "x"}).status_code == 403
     assert not FlagChange.objects.exists()
+
+
+def test_it_refreshes_as_often_as_dashboard_refresh_seconds_says(
+    oscar: Client, settings: Any
+) -> None:
+    settings.DASHBOARD_REFRESH_SECONDS = 42
+
+    page = oscar.get("/admin/").text
+
+    assert 'data-refresh-seconds="42"' in page
+    assert "refreshes every 42 s." in page
