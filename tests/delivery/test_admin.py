@@ -311,3 +311,36 @@ def test_a_viewer_cannot_requeue_blocked_messages(victor, blocked):
 
     assert victor.post(f"{MESSAGES}{blocked[0].pk}/requeue/").status_code == 403
     assert Message.objects.get(pk=blocked[0].pk).state == "blocked"
+
+
+def test_an_auditor_reads_a_suppressions_category_reason_source_and_address(db, client):
+    from django.contrib.auth.models import Group
+    from django.core.management import call_command
+
+    from delivery.suppressions import suppression_add
+
+    call_command("setup_roles", verbosity=0)
+    suppression_add(
+        channel="sms",
+        address="+12025550123",
+        reason="opt_out",
+        actor="provider:twilio",
+        category="promotional",
+    )
+    row = Suppression.objects.get()
+    auditor = User.objects.create_user("audrey", is_staff=True)
+    auditor.groups.add(Group.objects.get(name="Auditor"))
+    client.force_login(auditor)
+
+    listing = client.get("/admin/delivery/suppression/", {"q": "+12025550123"})
+    page = client.get(f"/admin/delivery/suppression/{row.pk}/change/")
+    lift = client.get(f"/admin/delivery/suppression/{row.pk}/delete/")
+
+    assert listing.status_code == page.status_code == 200
+    assert list(listing.context["cl"].result_list) == [row]
+    text = listing.content.decode()
+    for shown in ("+12025550123", "promotional messages only", "Opt Out", "provider:twilio"):
+        assert shown in text, shown
+    assert "provider:twilio" in page.content.decode()
+    assert 'name="action"' not in text  # no lifting action offered to a reader
+    assert lift.status_code == 403
