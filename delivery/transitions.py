@@ -83,7 +83,7 @@ _TABLE: tuple[tuple[str | tuple[str, ...], str, frozenset[Effect], str], ...] = 
     (S.DISPATCHING, S.EXPIRED,       FINISH,  "gate: expires_at passed"),
     (S.DISPATCHING, S.DRY_RUN,       FINISH,  "DISABLE_SEND turned on after the claim"),
     (S.DISPATCHING, S.HELD,          LEAVE,   "gate: DISPATCH_PAUSED"),
-    (S.DISPATCHING, S.PENDING,       LEAVE,   "back in line: rate limit, lease, liveness lost"),
+    (S.DISPATCHING, S.PENDING,       LEAVE,   "back in line: rate limit, lease budget, liveness"),
     (WAITING,       S.EXPIRED,       DONE,    "ticker, dry-run batch: expires_at passed"),
     (WAITING,       S.DRY_RUN,       DONE,    "dry-run batch"),
     (WAITING,       S.BLOCKED,       DONE,    "dry-run batch: gate"),
