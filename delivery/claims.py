@@ -29,7 +29,8 @@ Claim protocol, one transaction, the same ORM code on PostgreSQL and SQLite:
    set there, so the row drops out.
 2. UPDATE those lanes: busy_until = now() + DISPATCH_LEASE_SECONDS.
 3. UPDATE the messages to `dispatching` (only if still in the state read in step 1) with
-   lease_until = now() + lease and lease_token + 1, and write their lineage rows. A lane
+   lease_until = now() + lease, lease_token + 1 and claimed_by = the worker's liveness record
+   (delivery/liveness.py; created in this transaction), and write their lineage rows. A lane
    whose message changed meanwhile is freed again.
 On SQLite there is no SKIP LOCKED (Django drops the clause); the IMMEDIATE transaction holds
 the database write lock from its first statement, so the steps run with no other writer."""
