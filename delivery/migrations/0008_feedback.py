@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('delivery', '0005_message_tally'),
+        ('delivery', '0007_suppression_category'),
     ]
 
     operations = [

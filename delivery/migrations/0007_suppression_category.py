@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('delivery', '0005_message_tally'),
+        ('delivery', '0006_message_claimed_by'),
     ]
 
     operations = [
