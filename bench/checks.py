@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -125,6 +125,29 @@ def wait_for_drain(
         time.sleep(0.5)
 
 
+def count_ordering_violations(
+    rows: Iterable[tuple[str, str, int, datetime]], *, gap_wait: timedelta
+) -> int:
+    """Messages dispatched out of order. `rows` are (ordering_key, channel, sequence,
+    received_at) grouped by lane (key and channel, SPEC §4: ordering holds per key and
+    channel; a key's SMS may overtake its email) and in dispatch order within a lane. A
+    message is a violation when a higher sequence of its lane went before it although it
+    arrived within that one's gap wait (ORDERING_GAP_WAIT from its arrival); one arriving
+    later than that may be overtaken, the gap recorded."""
+    violations = 0
+    previous_lane: tuple[str, str] | None = None
+    dispatched: list[tuple[int, datetime]] = []  # (sequence, received_at) in dispatch order
+    for ordering_key, channel, sequence, received_at in rows:
+        if (ordering_key, channel) != previous_lane:
+            previous_lane, dispatched = (ordering_key, channel), []
+        violations += any(
+            earlier_sequence > sequence and received_at <= earlier_received + gap_wait
+            for earlier_sequence, earlier_received in dispatched
+        )
+        dispatched.append((sequence, received_at))
+    return violations
+
+
 def database_checks(caller: str) -> dict[str, Any]:
     """lost, duplicate_sends and ordering_violations, read from the database."""
     from django.conf import settings
@@ -176,28 +199,15 @@ def database_checks(caller: str) -> dict[str, Any]:
         .count()
     )
 
-    # Ordering: per ordering key, a message must not be dispatched after one with a
-    # higher sequence, unless it arrived later than that one's gap wait (ORDERING_GAP_WAIT
-    # from its arrival): then the higher one was allowed to go ahead, the gap recorded.
-    gap_wait = timedelta(seconds=settings.ORDERING_GAP_WAIT)
     rows = (
         messages.filter(state__in=done_states, dispatched_at__isnull=False)
         .exclude(sequence=None)
-        .order_by("ordering_key", "dispatched_at", "id")
-        .values_list("ordering_key", "sequence", "received_at")
+        .order_by("ordering_key", "channel", "dispatched_at", "id")
+        .values_list("ordering_key", "channel", "sequence", "received_at")
     )
-    ordering_violations = 0
-    previous_key = None
-    dispatched: list[tuple[int, datetime]] = []  # (sequence, received_at) in dispatch order
-    for ordering_key, sequence, received_at in rows:
-        if ordering_key != previous_key:
-            previous_key, dispatched = ordering_key, []
-        overtaken = any(
-            earlier_sequence > sequence and received_at <= earlier_received + gap_wait
-            for earlier_sequence, earlier_received in dispatched
-        )
-        ordering_violations += int(overtaken)
-        dispatched.append((sequence, received_at))
+    ordering_violations = count_ordering_violations(
+        rows, gap_wait=timedelta(seconds=settings.ORDERING_GAP_WAIT)
+    )
 
     states = dict(
         messages.values("state").annotate(n=Count("id")).order_by().values_list("state", "n")

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
-from bench.checks import Answer, judge_answers
+from bench.checks import Answer, count_ordering_violations, judge_answers
 from bench.workload import generate
 
 
@@ -74,3 +75,37 @@ def test_it_counts_timeouts_and_5xx_as_errors_not_as_violations() -> None:
     verdict = judge_answers([original, original], _answers((0, ""), (500, "")))
     assert verdict.errors == 2
     assert verdict.idempotency_violations == 0
+
+
+def _at(seconds: float) -> datetime:
+    return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+
+
+GAP = timedelta(seconds=10)
+
+
+def test_ordering_is_judged_per_key_and_channel() -> None:
+    # The key's email went 1, 2; its SMS lane 2 before 1 within the gap wait: one violation
+    # in the SMS lane, none for the email lane nor across the two channels.
+    rows = [
+        ("k", "email", 1, _at(0)),
+        ("k", "email", 2, _at(1)),
+        ("k", "sms", 2, _at(1)),
+        ("k", "sms", 1, _at(0)),
+    ]
+    assert count_ordering_violations(rows, gap_wait=GAP) == 1
+    in_order_per_lane = [
+        ("k", "email", 2, _at(1)),  # the email of 2 went before the SMS of 1: allowed
+        ("k", "sms", 1, _at(0)),
+        ("k", "sms", 2, _at(1)),
+    ]
+    assert count_ordering_violations(in_order_per_lane, gap_wait=GAP) == 0
+
+
+def test_an_overtaken_message_that_arrived_after_the_gap_wait_is_no_violation() -> None:
+    late = [("k", "sms", 2, _at(0)), ("k", "sms", 1, _at(10.5))]
+    assert count_ordering_violations(late, gap_wait=GAP) == 0
+    in_time = [("k", "sms", 2, _at(0)), ("k", "sms", 1, _at(9.5))]
+    assert count_ordering_violations(in_time, gap_wait=GAP) == 1
+    other_key = [("a", "sms", 2, _at(0)), ("b", "sms", 1, _at(1))]
+    assert count_ordering_violations(other_key, gap_wait=GAP) == 0
