@@ -1,0 +1,129 @@
+"""CPU per event of the delivery side in process: expansion and dry-run dispatch.
+
+    .venv/bin/python -m bench.worker_cost [--events 3000] [--profile]
+
+On a private PostgreSQL cluster (bench/stack.py) with the demo routes (`load_demo`: two
+event types, each routed to email and SMS), stores the replay's new events
+(bench/workload.py) through the intake's validation and store, then times in this process
+what the outbox consumer does with them: `outbox_expand` and `dispatch_due` until nothing is
+left (dry run), and then the audit sealing of their lineage. `time.process_time()` counts
+Django, the ORM, rendering and psycopg's client side; no django-q2 cluster, no web server.
+Prints the CPU ms per event, the lineage rows per event by kind, and with --profile the top of
+a process-time cProfile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench.stack import PostgresCluster
+
+
+def _timed(work: Callable[[], Any], profiler: cProfile.Profile | None) -> float:
+    started = time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    work()
+    if profiler is not None:
+        profiler.disable()
+    return time.process_time() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    cluster = PostgresCluster()
+    cluster.start()
+    try:
+        os.environ.update(
+            DATABASE_URL=cluster.create_database("worker_cost"),
+            SECRET_KEY="bench-" + secrets.token_urlsafe(40),
+            AUDIT_KEY="bench-" + secrets.token_urlsafe(40),
+            DJANGO_SETTINGS_MODULE="comcenter.settings",
+            ENV_FILE="",
+            LOG_LEVEL="WARNING",
+        )
+        os.environ.pop("REDIS_URL", None)
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+        from django.db import connection
+
+        from audit.services import audit_seal
+        from bench.workload import generate
+        from delivery.dispatcher import dispatch_due
+        from delivery.outbox import outbox_expand
+        from events.intake import validate_event
+        from events.services import event_accept
+
+        call_command("migrate", verbosity=0)
+        call_command("load_demo", stdout=io.StringIO())  # it prints a demo secret
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT max(id) FROM audit_auditrecord")
+            (before,) = cursor.fetchone()
+        new = [r for r in generate(run="cost", total=args.events) if r.kind == "new"]
+        for request in new:
+            payload, key = validate_event(json.loads(request.body), None)
+            event_accept(caller="svc:cost", payload=payload, idempotency_key=key, request_id="r")
+        profiler = cProfile.Profile(time.process_time) if args.profile else None
+        counts = {"events": 0, "messages": 0}
+
+        def deliver() -> None:
+            while True:
+                events = outbox_expand()
+                messages = dispatch_due(budget_seconds=5.0).claimed
+                counts["events"] += events
+                counts["messages"] += messages
+                if not events and not messages:
+                    return
+
+        def seal() -> None:
+            while audit_seal(batch=500, limit=500):
+                pass
+
+        deliver_cpu = _timed(deliver, profiler)
+        seal_cpu = _timed(seal, None)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT kind, count(*) FROM audit_auditrecord WHERE id > %s GROUP BY kind",
+                [before or 0],
+            )
+            kinds = dict(cursor.fetchall())
+            cursor.execute("SELECT state, count(*) FROM delivery_message GROUP BY state")
+            states = dict(cursor.fetchall())
+    finally:
+        cluster.stop()
+    events = len(new)
+    print(
+        json.dumps(
+            {
+                "events": events,
+                "message_states": states,
+                "cpu_ms_per_event": {
+                    "deliver": round(deliver_cpu * 1000 / events, 3),
+                    "seal": round(seal_cpu * 1000 / events, 3),
+                },
+                "lineage_rows_per_event": round(sum(kinds.values()) / events, 2),
+                "lineage_rows_by_kind": kinds,
+            },
+            indent=2,
+        )
+    )
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(50)
+
+
+if __name__ == "__main__":
+    main()
