@@ -6,15 +6,15 @@ it on each request (a read and a write of a growing value), a large share of the
 at intake rates (bench/NOTES.md). A fixed window keeps one counter per caller and window. Its
 known trade-off: a burst straddling a window boundary may reach twice the rate for that moment.
 
-Quota reservation: a round trip to Redis per request was itself ~10-15 % of the ack path's CPU,
-so a process does not count each request there. It reserves a chunk of the caller's window
-quota at once (one INCRBY) and answers the following requests of that caller and window from
-its local remainder, with no I/O (`LocalQuota`). When the counter passes the limit, the
-process keeps only what was left under it (possibly nothing): all processes together never
-admit more than the limit. The price: quota a process reserved and did not use by the window's
-end is lost, so the counter over-counts by at most chunk - 1 per process and window, and a
-caller close to its limit may get its 429s up to P x (chunk - 1) requests early with P web
-processes. `chunk_for` keeps that small: a chunk is 1/64 of the limit, between 1 and 16, so
+Quota reservation: a round trip to Redis per request was itself ~10 % of the ack path's CPU
+(bench/NOTES.md), so a process does not count each request there. It reserves a chunk of the
+caller's window quota at once (one INCRBY) and answers the following requests of that caller
+and window from its local remainder, with no I/O (`LocalQuota`). When the counter passes the
+limit, the process keeps only what was left under it (possibly nothing): all processes together
+never admit more than the limit. The price: quota a process reserved and did not use by the
+window's end is lost, so the counter over-counts by at most chunk - 1 per process and window,
+and a caller close to its limit may get its 429s up to P x (chunk - 1) requests early with P
+web processes. `chunk_for` keeps that small: a chunk is 1/64 of the limit, between 1 and 16, so
 limits under 128 (the token throttle's 60/min, the tests' 2/min) are counted exactly, request
 by request, and no process strands more than 1/64 of a limit (15 requests, 0.25 %, of the
 default 6000/min). Without Redis (the embedded default) the counter is in the local cache."""
