@@ -1,5 +1,6 @@
 """One Redis client per process for the hot paths (throttle counters, the canary's latency
-window), so a request costs one round trip and no client construction."""
+window), so a call costs one round trip and no client construction (the throttle makes one
+per quota chunk, not per request: identity/throttles.py)."""
 
 from __future__ import annotations
 
