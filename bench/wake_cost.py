@@ -58,7 +58,7 @@ def main() -> None:
 
         from comcenter.lib.wsgi_routing import routed_application
         from events import services as event_services
-        from events.handoff import outbox_wake_stop
+        from events.handoff import outbox_wake_consumed, outbox_wake_stop
         from events.services import event_type_ensure
         from identity.auth import issue_access_token
         from identity.services import service_account_create
@@ -98,6 +98,8 @@ def main() -> None:
             for name, window in windows.items()
         }
         outbox_wake_stop()
+        # A marker left in a Redis that a cluster also uses would hold its wake-ups back.
+        outbox_wake_consumed()
     finally:
         cluster.stop()
     inline, coalesced = (statistics.median(costs[name]) for name in windows)
@@ -144,7 +146,7 @@ def _wake_alone(window: float, *, pace: float, commits: int) -> dict[str, int]:
     from events.handoff import WAKE_KEY, outbox_wake
 
     settings.OUTBOX_WAKE_COALESCE_SECONDS = window
-    cache.set(WAKE_KEY, 1, timeout=300)
+    cache.set(WAKE_KEY, 1, timeout=30)  # the lifetime the wake gives it
     outbox_wake()  # starts the flusher when coalescing
     time.sleep(0.2)
     flusher_start = _flusher_cpu()
