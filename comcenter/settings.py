@@ -303,6 +303,14 @@ ORDERING_GAP_WAIT = _float("ORDERING_GAP_WAIT", 10.0)
 # The consumer of the outbox, by dotted path, so `events` never imports `delivery`.
 OUTBOX_CONSUMER = "delivery.tasks.pump"
 OUTBOX_SWEEP_AFTER_SECONDS = _int("OUTBOX_SWEEP_AFTER_SECONDS", 30, minimum=1)
+# A process wakes the consumer at most once per this many seconds, for all its commits since
+# the last wake (events/handoff.py); 0: one wake per commit, on the committing thread. 0.05 s
+# is a quarter of the consumer's own wait between passes (PUMP_GATHER_SECONDS, 0.2 s), and a
+# wake is only held back while one from the same process is at most this old. Tests default
+# to 0 so that the enqueue follows the commit; the ones about coalescing set it.
+OUTBOX_WAKE_COALESCE_SECONDS = _float("OUTBOX_WAKE_COALESCE_SECONDS", 0.0 if TESTING else 0.05)
+if OUTBOX_WAKE_COALESCE_SECONDS > 1:
+    raise ImproperlyConfigured("OUTBOX_WAKE_COALESCE_SECONDS must be <= 1")
 
 # --- external identity and webhooks -----------------------------------------------------
 JWKS_URL = _url("JWKS_URL")

@@ -1,4 +1,7 @@
-"""The outbox hand-off: a wake-up after commit, and the sweeper behind it."""
+"""The outbox hand-off: a wake-up after commit, and the sweeper behind it.
+
+Tests run with OUTBOX_WAKE_COALESCE_SECONDS = 0, so each commit wakes on its own thread; a
+process's own coalescing is in test_wake_coalescing.py."""
 
 from __future__ import annotations
 
