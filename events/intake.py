@@ -11,9 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpResponse
 from django.utils.module_loading import import_string
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -33,6 +35,10 @@ PENDING_RETRY_AFTER_SECONDS = 60
 # How long a client is asked to wait while INTAKE_PAUSED is on: an operator or the guard
 # decides when it lifts, so this is a polite polling interval, not a promise.
 INTAKE_PAUSED_RETRY_AFTER_SECONDS = 30
+# The outcomes of every answer that stores or finds an event, resolved once: a `labels()`
+# lookup per request costs more than the increment.
+_ACCEPTED = EVENTS.labels(outcome="accepted", reason="")
+_DUPLICATE = EVENTS.labels(outcome="duplicate", reason="")
 
 
 def _reject(status_code: int, code: str, detail: Any, reason: str | None = None) -> ApiError:
@@ -178,7 +184,7 @@ def accept_and_respond(
     caller: Caller,
     payload: dict[str, Any],
     key: str,
-) -> Response:
+) -> HttpResponse:
     """Store the event and answer: 202 new, 200 duplicate, 409 conflict (503 when an
     unverified caller's queue is full)."""
     if caller.auth_pending:
@@ -209,15 +215,27 @@ def accept_and_respond(
         "duplicate": result.duplicate,
         "request_id": request.request_id,  # type: ignore[attr-defined]
     }
-    EVENTS.labels(outcome="duplicate" if result.duplicate else "accepted", reason="").inc()
+    (_DUPLICATE if result.duplicate else _ACCEPTED).inc()
     started = getattr(request._request, "started_at", None)
     if started is not None and not result.duplicate:
         elapsed = time.perf_counter() - started
         ACK_LATENCY.observe(elapsed)
         ack_latency_record(elapsed)
-    return Response(
-        body, status=status.HTTP_200_OK if result.duplicate else status.HTTP_202_ACCEPTED
+    return _answer(
+        request, body, status.HTTP_200_OK if result.duplicate else status.HTTP_202_ACCEPTED
     )
+
+
+def _answer(request: Request, body: dict[str, Any], status_code: int) -> HttpResponse:
+    """DRF's answer with `body`, rendered now rather than by Django's deferred-rendering path
+    when the negotiated renderer is DRF's JSONRenderer: the same bytes, rendered by that
+    renderer for the negotiated media type, and the same Content-Type (the renderer's
+    media type, as it has no charset); the view adds the same headers to either."""
+    renderer = getattr(request, "accepted_renderer", None)
+    if type(renderer) is not JSONRenderer or renderer.charset is not None:
+        return Response(body, status=status_code)
+    content = renderer.render(body, request.accepted_media_type, {})
+    return HttpResponse(content, status=status_code, content_type=renderer.media_type)
 
 
 def _ensure_pending_capacity() -> None:

@@ -121,3 +121,21 @@ def test_it_counts_api_answers_by_status_view_and_method(
     assert _sample(counted, **labels) == before[0] + 1
     assert _sample(timed, view="events", method=expected_method) == before[1] + 1
 
+
+def test_it_answers_with_the_bytes_and_headers_of_drf_s_response(
+    app: Any, alice: Any, make_event: Any, monkeypatch: Any
+) -> None:
+    # The intake renders its 202/200 itself (events/intake.py `_answer`); with that disabled
+    # DRF's Response answers. A duplicate answers with the first event's id, so the two
+    # answers to the same request must be equal, header for header and byte for byte.
+    body = json.dumps(make_event("same-bytes")).encode()
+    headers = {"Authorization": f"Bearer {alice.token}", "X-Request-ID": "req-same"}
+    assert _call(app, "/api/v1/events", method="POST", body=body, **headers)["status"] == 202
+    for accept in ("*/*", "application/json", "application/json; indent=2"):
+        ours = _call(app, "/api/v1/events", method="POST", body=body, Accept=accept, **headers)
+        with monkeypatch.context() as patched:
+            patched.setattr("events.intake.JSONRenderer", type("Other", (), {}))
+            drf = _call(app, "/api/v1/events", method="POST", body=body, Accept=accept, **headers)
+        assert ours["status"] == drf["status"] == 200
+        assert ours["headers"] == drf["headers"]
+        assert ours["body"] == drf["body"]
