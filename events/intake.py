@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +27,12 @@ from comcenter.lib.metrics import ACK_LATENCY, EVENTS
 from comcenter.lib.wire import IDEMPOTENCY_KEY_RULE, idempotency_key_valid, quoted
 from events import services
 from events.models import Event, EventStatus
-from events.serializers import EventInSerializer, find_unstorable
+from events.serializers import (
+    EventInSerializer,
+    find_unstorable,
+    internal_value,
+    text_is_storable,
+)
 from flags.services import flag_is_on
 from identity.caller import Caller
 from identity.idp import idp_caller_prefix
@@ -93,9 +99,18 @@ def parse_json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise _reject(415, "unsupported_media_type", "Send the body as application/json.")
     body = body_read(request, max_bytes=max_bytes)
+    overflowed: list[float] = []
+
+    def _float(literal: str) -> float:
+        value = float(literal)
+        if not math.isfinite(value):  # 1e999: not refused here, found by find_unstorable
+            overflowed.append(value)
+        return value
+
     try:
+        text = body.decode("utf-8")
         parsed = json.loads(
-            body.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_object
+            text, parse_constant=_reject_constant, parse_float=_float, object_pairs_hook=_object
         )
     except UnicodeDecodeError:
         raise _reject(400, "malformed_json", "The body is not valid UTF-8.") from None
@@ -108,7 +123,9 @@ def parse_json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
         raise _reject(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
         raise _reject(400, "malformed_json", "The body must be a JSON object.", "malformed_json")
-    problem = find_unstorable(parsed)
+    problem = (
+        None if text_is_storable(text, overflowed=bool(overflowed)) else find_unstorable(parsed)
+    )
     if problem:
         raise _reject(400, "invalid_fields", {"body": [problem]}, "unstorable_value")
     return parsed
@@ -116,8 +133,9 @@ def parse_json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
 
 @functools.cache
 def _event_validator() -> EventInSerializer:
-    """One serializer per process, used only through `run_validation`, which keeps no state
-    on the instance: building a serializer deep-copies all its fields, a large share of the
+    """One serializer per process, used only through `run_validation` (or the fast path of
+    events/serializers.py, which reads its fields), neither keeping state on the instance:
+    building a serializer deep-copies all its fields, a large share of the
     ack path's CPU when done per request (bench/NOTES.md)."""
     return EventInSerializer()
 
@@ -127,7 +145,7 @@ def validate_event(parsed: dict[str, Any], header_key: str | None) -> tuple[dict
 
     Returns the validated payload (without the idempotency key) and the key."""
     try:
-        payload = dict(_event_validator().run_validation(parsed))
+        payload = internal_value(_event_validator(), parsed)
     except ValidationError as exc:
         raise _reject(400, "invalid_fields", exc.detail, "invalid_fields") from None
     body_key = payload.pop("idempotency_key", None)
