@@ -1,13 +1,15 @@
 """CPU per request of Django's handler on the intake, full middleware chain against the API's.
 
-    .venv/bin/python -m bench.handler_cost [--requests 300] [--rounds 5]
+    .venv/bin/python -m bench.handler_cost [--requests 300] [--rounds 5] [--multiprocess-metrics]
 
 In process, no web server and no network: the WSGI application is called with a prepared
 environ for `POST /api/v1/events` (a new event each time, a real bearer token), on a private
 PostgreSQL cluster (bench/stack.py). `time.process_time()` of this process is what is counted
 (Django, DRF, the intake, psycopg's client side); the rounds alternate the two handlers, so
 drift and other work on the machine fall on both alike. Prints the median CPU µs per request
-of each and their difference: the saving of comcenter/lib/wsgi_routing.py.
+of each and their difference: the saving of comcenter/lib/wsgi_routing.py. With
+`--multiprocess-metrics` the Prometheus metrics are kept in a PROMETHEUS_MULTIPROC_DIR, as under
+gunicorn and granian in production (each increment writes a memory-mapped file).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import io
 import json
 import os
 import secrets
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -88,13 +92,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--multiprocess-metrics", action="store_true")
     args = parser.parse_args()
+    metrics_dir = tempfile.mkdtemp(prefix="handler-cost-metrics-")
+    if args.multiprocess_metrics:  # before prometheus_client is imported
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     cluster = PostgresCluster()
     cluster.start()
     try:
         os.environ.update(
             DATABASE_URL=cluster.create_database("handler_cost"),
             SECRET_KEY="bench-" + secrets.token_urlsafe(40),
+            AUDIT_KEY="bench-" + secrets.token_urlsafe(40),
             DJANGO_SETTINGS_MODULE="comcenter.settings",
             ENV_FILE="",
             ALLOWED_HOSTS="127.0.0.1",
@@ -125,6 +134,7 @@ def main() -> None:
                 costs[name].append(_round(app, token, prefix=f"{name}-{n}", requests=args.requests))
     finally:
         cluster.stop()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     full, api = (statistics.median(costs[name]) for name in ("full", "api"))
     print(
         json.dumps(
@@ -132,6 +142,7 @@ def main() -> None:
                 "cpu_us_per_request_full_chain": round(full),
                 "cpu_us_per_request_api_chain": round(api),
                 "saving_us": round(full - api),
+                "min_us": {name: round(min(values)) for name, values in costs.items()},
                 "rounds": {name: [round(c) for c in values] for name, values in costs.items()},
             },
             indent=2,

@@ -1,4 +1,5 @@
-"""Project-wide middleware: the request id and the six security headers.
+"""Project-wide middleware: the request id, the six security headers, and the API path's
+request metrics.
 
 Order matters (settings.MIDDLEWARE): RequestIdMiddleware sits outside every middleware that
 adds headers, so a `HeaderInspectingResponse` (the canary) sees the final header set."""
@@ -7,9 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django_prometheus.middleware import Metrics
 
 from comcenter.lib.context import clean_request_id, reset_request_id, set_request_id
 
@@ -99,4 +102,50 @@ class SecurityHeadersMiddleware:
                 "Strict-Transport-Security",
                 f"max-age={settings.SECURE_HSTS_SECONDS}; includeSubDomains",
             )
+        return response
+
+
+_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS", "CONNECT", "PATCH"}
+)
+
+
+class ApiMetricsMiddleware:
+    """The API path's request metrics, in place of django_prometheus's two middleware
+    (comcenter/lib/wsgi_routing.py).
+
+    Those record a dozen families per request, each increment a write to a memory-mapped
+    file in multiprocess mode and each labelled one a lookup of its child; nothing reads
+    most of them. This records the two that the dashboards and the alert rules do read, into
+    django_prometheus's own metric objects (same names, same labels, so one scrape sums both
+    chains): `django_http_responses_total_by_status_view_method` and
+    `django_http_requests_latency_seconds_by_view_method`, timed from where it sits in the
+    chain, innermost, as django_prometheus's After middleware is. The labelled children are
+    resolved once per (status, view, method). A method outside HTTP's standard ones is
+    labelled `<invalid method>` on both, so a client cannot grow either without bound."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+        metrics = Metrics.get_instance()
+        self._responses = metrics.responses_by_status_view_method
+        self._latency = metrics.requests_latency_by_view_method
+        self._children: dict[tuple[int, str, str], tuple[Any, Any]] = {}
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        elapsed = time.perf_counter() - started
+        match = request.resolver_match
+        view = (match.view_name if match is not None else None) or "<unnamed view>"
+        method = request.method if request.method in _METHODS else "<invalid method>"
+        key = (response.status_code, view, method)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self._responses.labels(status=str(key[0]), view=view, method=method),
+                self._latency.labels(view=view, method=method),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(elapsed)
         return response

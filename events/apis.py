@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpResponse
 from django.utils.module_loading import import_string
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -13,6 +14,7 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework import parsers, permissions
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -91,6 +93,20 @@ class EventListCreateApi(APIView):
         refuse_if_intake_paused()
         super().initial(request, *args, **kwargs)
 
+    def perform_content_negotiation(
+        self, request: Request, force: bool = False
+    ) -> tuple[BaseRenderer, str]:
+        """DRF's answer without its Accept parsing for what clients send nearly always (no
+        Accept, `*/*`, or the first renderer's media type, and no format override): the first
+        renderer and its media type, which is what DRF's negotiation returns for those."""
+        accept = request.META.get("HTTP_ACCEPT", "*/*")
+        # format_kwarg is unset when initial() stopped early (the paused intake).
+        if not getattr(self, "format_kwarg", None) and not request.META.get("QUERY_STRING"):
+            renderer = self.get_renderers()[0]
+            if accept == "*/*" or accept == renderer.media_type:
+                return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force)
+
     @extend_schema(
         operation_id="events_create",
         summary="Submit an event",
@@ -116,7 +132,7 @@ class EventListCreateApi(APIView):
             **_errors(400, 401, 403, 409, 413, 415, 422, 429, 503),
         },
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponse:
         parsed = parse_json_body(request, max_bytes=settings.MAX_EVENT_BYTES)
         payload, key = validate_event(parsed, request.META.get("HTTP_IDEMPOTENCY_KEY"))
         return accept_and_respond(request, caller=request_caller(request), payload=payload, key=key)

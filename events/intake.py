@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpResponse
 from django.utils.module_loading import import_string
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -24,7 +27,12 @@ from comcenter.lib.metrics import ACK_LATENCY, EVENTS
 from comcenter.lib.wire import IDEMPOTENCY_KEY_RULE, idempotency_key_valid, quoted
 from events import services
 from events.models import Event, EventStatus
-from events.serializers import EventInSerializer, find_unstorable
+from events.serializers import (
+    EventInSerializer,
+    find_unstorable,
+    internal_value,
+    text_is_storable,
+)
 from flags.services import flag_is_on
 from identity.caller import Caller
 from identity.idp import idp_caller_prefix
@@ -33,6 +41,10 @@ PENDING_RETRY_AFTER_SECONDS = 60
 # How long a client is asked to wait while INTAKE_PAUSED is on: an operator or the guard
 # decides when it lifts, so this is a polite polling interval, not a promise.
 INTAKE_PAUSED_RETRY_AFTER_SECONDS = 30
+# The outcomes of every answer that stores or finds an event, resolved once: a `labels()`
+# lookup per request costs more than the increment.
+_ACCEPTED = EVENTS.labels(outcome="accepted", reason="")
+_DUPLICATE = EVENTS.labels(outcome="duplicate", reason="")
 
 
 def _reject(status_code: int, code: str, detail: Any, reason: str | None = None) -> ApiError:
@@ -87,9 +99,18 @@ def parse_json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise _reject(415, "unsupported_media_type", "Send the body as application/json.")
     body = body_read(request, max_bytes=max_bytes)
+    overflowed: list[float] = []
+
+    def _float(literal: str) -> float:
+        value = float(literal)
+        if not math.isfinite(value):  # 1e999: not refused here, found by find_unstorable
+            overflowed.append(value)
+        return value
+
     try:
+        text = body.decode("utf-8")
         parsed = json.loads(
-            body.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_object
+            text, parse_constant=_reject_constant, parse_float=_float, object_pairs_hook=_object
         )
     except UnicodeDecodeError:
         raise _reject(400, "malformed_json", "The body is not valid UTF-8.") from None
@@ -102,7 +123,9 @@ def parse_json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
         raise _reject(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
         raise _reject(400, "malformed_json", "The body must be a JSON object.", "malformed_json")
-    problem = find_unstorable(parsed)
+    problem = (
+        None if text_is_storable(text, overflowed=bool(overflowed)) else find_unstorable(parsed)
+    )
     if problem:
         raise _reject(400, "invalid_fields", {"body": [problem]}, "unstorable_value")
     return parsed
@@ -110,8 +133,9 @@ def parse_json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
 
 @functools.cache
 def _event_validator() -> EventInSerializer:
-    """One serializer per process, used only through `run_validation`, which keeps no state
-    on the instance: building a serializer deep-copies all its fields, a large share of the
+    """One serializer per process, used only through `run_validation` (or the fast path of
+    events/serializers.py, which reads its fields), neither keeping state on the instance:
+    building a serializer deep-copies all its fields, a large share of the
     ack path's CPU when done per request (bench/NOTES.md)."""
     return EventInSerializer()
 
@@ -121,7 +145,7 @@ def validate_event(parsed: dict[str, Any], header_key: str | None) -> tuple[dict
 
     Returns the validated payload (without the idempotency key) and the key."""
     try:
-        payload = dict(_event_validator().run_validation(parsed))
+        payload = internal_value(_event_validator(), parsed)
     except ValidationError as exc:
         raise _reject(400, "invalid_fields", exc.detail, "invalid_fields") from None
     body_key = payload.pop("idempotency_key", None)
@@ -178,7 +202,7 @@ def accept_and_respond(
     caller: Caller,
     payload: dict[str, Any],
     key: str,
-) -> Response:
+) -> HttpResponse:
     """Store the event and answer: 202 new, 200 duplicate, 409 conflict (503 when an
     unverified caller's queue is full)."""
     if caller.auth_pending:
@@ -209,15 +233,27 @@ def accept_and_respond(
         "duplicate": result.duplicate,
         "request_id": request.request_id,  # type: ignore[attr-defined]
     }
-    EVENTS.labels(outcome="duplicate" if result.duplicate else "accepted", reason="").inc()
+    (_DUPLICATE if result.duplicate else _ACCEPTED).inc()
     started = getattr(request._request, "started_at", None)
     if started is not None and not result.duplicate:
         elapsed = time.perf_counter() - started
         ACK_LATENCY.observe(elapsed)
         ack_latency_record(elapsed)
-    return Response(
-        body, status=status.HTTP_200_OK if result.duplicate else status.HTTP_202_ACCEPTED
+    return _answer(
+        request, body, status.HTTP_200_OK if result.duplicate else status.HTTP_202_ACCEPTED
     )
+
+
+def _answer(request: Request, body: dict[str, Any], status_code: int) -> HttpResponse:
+    """DRF's answer with `body`, rendered now rather than by Django's deferred-rendering path
+    when the negotiated renderer is DRF's JSONRenderer: the same bytes, rendered by that
+    renderer for the negotiated media type, and the same Content-Type (the renderer's
+    media type, as it has no charset); the view adds the same headers to either."""
+    renderer = getattr(request, "accepted_renderer", None)
+    if type(renderer) is not JSONRenderer or renderer.charset is not None:
+        return Response(body, status=status_code)
+    content = renderer.render(body, request.accepted_media_type, {})
+    return HttpResponse(content, status=status_code, content_type=renderer.media_type)
 
 
 def _ensure_pending_capacity() -> None:

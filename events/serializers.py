@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.fields import SkipField, _UnvalidatedField
 
 from comcenter.lib.wire import E164, IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_RULE, quoted
 
@@ -89,6 +91,97 @@ class EventInSerializer(StrictSerializer):
     expires_at = serializers.DateTimeField(required=False)
 
 
+class _Plain(Exception):
+    """The value is not one the fast path answers for: the serializer decides."""
+
+
+def _text_is_plain(field: serializers.CharField, value: Any) -> bool:
+    # What CharField.run_validation returns unchanged: a non-empty str, already trimmed
+    # where the field trims, that passes the field's own validators.
+    return (
+        type(value) is str
+        and value != ""
+        and (not field.trim_whitespace or value.strip() == value)
+        and _passes(field, value)
+    )
+
+
+def _passes(field: serializers.Field, value: Any) -> bool:
+    try:
+        for validator in field.validators:
+            if getattr(validator, "requires_context", False):
+                return False
+            validator(value)  # type: ignore[call-arg]  # a context validator returned above
+    except Exception:  # the field's own error message comes from the serializer
+        return False
+    return True
+
+
+def _plain_value(field: serializers.Field, value: Any) -> Any:
+    """`field.run_validation(value)` for a value it returns as it is, or _Plain."""
+    kind = type(field)
+    if (
+        isinstance(field, serializers.CharField)
+        and kind.run_validation is serializers.CharField.run_validation
+        and kind.to_internal_value is serializers.CharField.to_internal_value
+    ):
+        if _text_is_plain(field, value):
+            return value
+    elif kind is serializers.IntegerField:
+        if type(value) is int and _passes(field, value):
+            return value
+    elif isinstance(field, serializers.DictField) and kind is serializers.DictField:
+        free_form = type(field.child) is _UnvalidatedField
+        if (
+            free_form
+            and type(value) is dict
+            and (value or field.allow_empty)
+            and _passes(field, value)
+        ):
+            return dict(value)
+    elif isinstance(field, StrictSerializer) and type(value) is dict:
+        return plain_internal_value(field, value)
+    raise _Plain
+
+
+def plain_internal_value(serializer: StrictSerializer, data: dict[str, Any]) -> dict[str, Any]:
+    """What `serializer.run_validation(data)` returns, without DRF's per-field machinery,
+    for the common body: known fields only, each a value its field returns unchanged (text,
+    integers, a free-form dict, nested strict serializers); raises _Plain for anything else
+    (a missing required field, a timestamp to parse, a value to coerce or to refuse), which
+    the serializer then validates, so every answer and error message stays its own. The
+    rules are the fields' (their validators, limits and defaults): none is restated here."""
+    fields = serializer.fields
+    if not data.keys() <= fields.keys() or serializer.validators:
+        raise _Plain
+    result: dict[str, Any] = {}
+    for name, field in fields.items():
+        if field.read_only or field.source_attrs != [name]:
+            raise _Plain
+        if name in data:
+            result[name] = _plain_value(field, data[name])
+            continue
+        if field.required:
+            raise _Plain
+        with contextlib.suppress(SkipField):  # no default: the field stays out, as in DRF
+            result[name] = field.get_default()
+    try:
+        validated: dict[str, Any] = serializer.validate(result)
+    except Exception:
+        raise _Plain from None
+    return validated
+
+
+def internal_value(serializer: StrictSerializer, data: Any) -> dict[str, Any]:
+    """`serializer.run_validation(data)`, through `plain_internal_value` when it can answer."""
+    if type(data) is dict:
+        try:
+            return plain_internal_value(serializer, data)
+        except _Plain:
+            pass
+    return dict(serializer.run_validation(data))
+
+
 class EventAcceptedSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.CharField()
@@ -115,6 +208,16 @@ class EventOutSerializer(serializers.Serializer):
     request_id = serializers.CharField()
     received_at = serializers.DateTimeField()
     messages = MessageOutSerializer(many=True)
+
+
+def text_is_storable(text: str, *, overflowed: bool) -> bool:
+    """True when strictly parsed JSON `text` cannot hold a value `find_unstorable` refuses,
+    so the walk can be skipped. A strict parse of text decoded from UTF-8 yields NUL or a
+    lone surrogate only from a `\\u` escape, a value nested deeper than MAX_DEPTH only
+    inside more than MAX_DEPTH brackets, and a non-finite number only from a float literal
+    that overflows (`overflowed`, from the parser's float hook; NaN and Infinity are refused
+    by the parser). Anything else: False, and the walk decides."""
+    return not overflowed and "\\u" not in text and text.count("{") + text.count("[") <= MAX_DEPTH
 
 
 def find_unstorable(value: Any, path: str = "", depth: int = 0) -> str | None:

@@ -235,14 +235,15 @@ def _insert_pg_sql() -> str:
     )
 
 
-def _returned_fields() -> list[Any]:
+@functools.cache
+def _returned_fields() -> tuple[Any, ...]:
     """What the database decides: the primary key, the columns with a database default, and
     the outbox state (held behind an auth_pending event of the ordering key)."""
-    return [
+    return tuple(
         f
         for f in Event._meta.concrete_fields
         if f.primary_key or f.has_db_default() or f.name == "outbox_state"
-    ]
+    )
 
 
 def _insert_with_lineage_pg(event: Event, lineage: dict[str, Any]) -> bool:

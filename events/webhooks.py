@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import parsers, permissions
 from rest_framework.request import Request
-from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from comcenter.lib.errors import ErrorSerializer
@@ -122,7 +122,7 @@ class WebhookApi(APIView):
             ),
         },
     )
-    def post(self, request: Request, source: str) -> Response:
+    def post(self, request: Request, source: str) -> HttpResponse:
         parsed = parse_json_body(request, max_bytes=settings.MAX_EVENT_BYTES)
         payload, key = validate_event(parsed, request.META["HTTP_WEBHOOK_ID"])
         return accept_and_respond(request, caller=request_caller(request), payload=payload, key=key)
