@@ -351,3 +351,20 @@ def test_it_leaves_messages_pending_while_dispatch_is_paused(email_only, accept)
     outbox_consume()
 
     assert Message.objects.get(event=event).state == MessageState.PENDING
+
+
+def test_it_inserts_a_message_pending_when_sends_are_turned_on_during_expansion(
+    email_only, accept, monkeypatch
+):
+    real_flag_is_on = batch.flag_is_on
+    # The expansion saw dry run; by the time the batch decides the message, sends are on.
+    monkeypatch.setattr(
+        batch, "flag_is_on", lambda name: name != "DISABLE_SEND" and real_flag_is_on(name)
+    )
+    event = accept()
+
+    outbox_consume()
+
+    message = Message.objects.get(event=event)
+    assert (message.state, message.rendered_hash) == (MessageState.PENDING, "")
+    assert _lineage(message) == [("message.pending", None, "pending")]
