@@ -10,6 +10,11 @@ out of order) and done_sequence advanced. The locks, held until that commit, kee
 worker off those lanes. Sends turned on mid-batch leave the remaining messages in line for the
 next batch, which is claimed.
 
+Dry run at expansion. The expansion transaction (delivery/outbox.py) decides at once each new
+message that would be claimable immediately, with an `ExpansionBatch`: the same gates and
+rendering, the outcome applied to the unsaved message, which is then inserted in that state
+(no `pending` row first, no second transaction).
+
 Every write of a result leaves `dispatching` along an edge of the transition table that is
 fenced on the lease token and frees the lane (delivery/transitions.py): it applies only under
 the lease_token this worker claimed, and frees the lane in the same statement. A send
@@ -26,6 +31,7 @@ the database's (Now()), never the host's."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
@@ -34,10 +40,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models.functions import Now
 
 from comcenter.lib.context import request_id_bound
 from comcenter.lib.db import DbClock
+from comcenter.lib.metrics import DELIVERIES, E2E_LATENCY
 from delivery.circuit import circuit_close, circuit_trip, provider_down
 from delivery.gates import message_gate
 from delivery.hooks import hooks_for
@@ -47,7 +55,7 @@ from delivery.providers.base import OutboundMessage, Provider, ProviderError, Pr
 from delivery.ratelimit import ratelimit_refund
 from delivery.retries import retry_decision
 from delivery.suppressions import address_key, suppressed_addresses, suppression_add
-from delivery.transitions import Change, message_transition
+from delivery.transitions import TRANSITIONS, Change, Effect, message_transition
 from flags.services import flag_is_on
 from templates.rendering import Rendered, RenderError, render_version
 
@@ -419,6 +427,60 @@ class DryRunBatch(Batch):
         change = super()._change(message, outcome)
         change.data = {**self.notes.get(message.pk, {}), **change.data}
         return change
+
+
+@dataclass
+class Decision:
+    """The outcome an ExpansionBatch applied to an unsaved message: its state and reason,
+    the lineage facts of the decision, and whether it raises its lane's done_sequence."""
+
+    state: str
+    reason: str
+    data: dict[str, Any]
+    raises_done: bool
+
+
+class ExpansionBatch(DryRunBatch):
+    """Dry-run decisions for messages not inserted yet (the expansion transaction, which
+    has locked their lanes): `decide` runs the gates and the render of a dry-run batch and
+    writes the outcome's columns into the message, which the caller inserts in that state
+    with one lineage row. The outcome must be an edge of the transition table from the
+    message's state (pending); a message left undecided is inserted pending."""
+
+    def __init__(self, provider: Provider, messages: list[Message]) -> None:
+        super().__init__(provider, messages, {})
+        self._last: tuple[Outcome, Change] | None = None
+
+    def decide(self, message: Message) -> Decision | None:
+        self._last = None
+        with request_id_bound(message.event.request_id):
+            self._decide(message)
+        if self._last is None:
+            return None  # DISABLE_SEND was turned off: it stays in line, to be claimed
+        outcome, change = self._last
+        edge = TRANSITIONS.get((message.state, outcome.state))
+        now = self.clock.now()
+        values = {k: now if isinstance(v, Now) else v for k, v in change.values.items()}
+        if edge is None or any(hasattr(v, "resolve_expression") for v in values.values()):
+            return None
+        for name, value in values.items():
+            setattr(message, name, value)
+        message.state = outcome.state
+        self.result.states[outcome.state] += 1
+        transaction.on_commit(functools.partial(_observe, message, change.latency))
+        return Decision(
+            outcome.state, outcome.reason, change.data, Effect.RAISES_DONE in edge.effects
+        )
+
+    def _defer(self, message: Message, outcome: Outcome) -> None:
+        self._last = (outcome, self._change(message, outcome))
+
+
+def _observe(message: Message, latency: float | None) -> None:
+    """The metrics of an outcome decided at expansion, as message_transition counts them."""
+    DELIVERIES.labels(message.channel, message.provider or "none", message.state).inc()
+    if latency is not None and message.state == MessageState.DRY_RUN:
+        E2E_LATENCY.labels(message.channel).observe(max(0.0, latency))
 
 
 def _context(message: Message) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """Outbox expansion: accepted events become messages, one per enabled route whose channel
-the recipient has an address for, each with its `pending` lineage row."""
+the recipient has an address for, each with one lineage row: `pending`, or in dry run, for a
+message that could be taken at once, its outcome decided in the same transaction (see
+`_decide_at_once`)."""
 
 from __future__ import annotations
 
@@ -8,15 +10,20 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Now
 
 from audit.models import AuditRecord
 from audit.services import audit_build
 from comcenter.lib.db import db_now, rows_insert
+from delivery.batch import Decision, ExpansionBatch
 from delivery.hooks import hooks_for
-from delivery.models import Lane, Message, MessageState, Route, WorkerLease
+from delivery.models import ACTIVE_STATES, Lane, Message, MessageState, Route, WorkerLease
+from delivery.providers.registry import provider_for
 from events.handoff import outbox_wake_consumed
 from events.models import Event, EventStatus, OutboxState
 from events.services import event_mark_handed_off
+from flags.services import flag_is_on
 from templates.models import Template
 from templates.selectors import template_for
 
@@ -54,8 +61,8 @@ def outbox_expand(*, limit: int = EXPAND_BATCH_SIZE) -> int:
         )
         if not events:
             return 0
-        _expand(events)
-        event_mark_handed_off(event_ids=[event.pk for event in events])
+        noted = _expand(events)
+        event_mark_handed_off(event_ids=[event.pk for event in events], noted=noted)
     return len(events)
 
 
@@ -69,7 +76,9 @@ def outbox_consume() -> int:
     return total
 
 
-def _expand(events: list[Event]) -> None:
+def _expand(events: list[Event]) -> set[int]:
+    """Insert the messages of `events` with their lineage; returns the ids of the events
+    that produced a message (their rows record the hand-off)."""
     routes: dict[str, list[Route]] = {}
     for route in Route.objects.filter(
         enabled=True, event_type__in={event.event_type for event in events}
@@ -84,10 +93,11 @@ def _expand(events: list[Event]) -> None:
     # would let an outbox backlog longer than the wait release a successor before its
     # predecessor (received just before or after it) was even expanded.
     gap_until = db_now() + timedelta(seconds=settings.ORDERING_GAP_WAIT)
-    messages: list[Message] = []
+    # Per event: its messages, and the lanes where it settles its sequence.
+    steps: list[tuple[list[Message], list[tuple[Lane, int]]]] = []
     notes: list[AuditRecord] = []
-    settle: list[tuple[Lane, int]] = []
     for event in events:
+        made: list[Message] = []
         recipient = event.recipient if isinstance(event.recipient, dict) else {}
         locale = str(recipient.get("locale") or "")
         created: set[str] = set()
@@ -117,7 +127,7 @@ def _expand(events: list[Event]) -> None:
             if memo not in templates:
                 templates[memo] = template_for(key=route.template_key, locale=locale or None)
             template = templates[memo]
-            messages.append(
+            made.append(
                 Message(
                     event=event,
                     route=route,
@@ -138,39 +148,140 @@ def _expand(events: list[Event]) -> None:
                 )
             )
             created.add(route.channel)
-        if event.sequence:
-            settle.extend(
-                (lanes[(event.caller, event.ordering_key, channel)], event.sequence)
-                for channel in channels
-                if channel not in created
+        steps.append(
+            (
+                made,
+                [
+                    (lanes[(event.caller, event.ordering_key, channel)], event.sequence)
+                    for channel in channels
+                    if event.sequence and channel not in created
+                ],
             )
-    rows_insert(Message, messages)
-    notes.extend(
-        audit_build(
-            kind="message.pending",
-            request_id=m.event.request_id,
-            event_uid=m.event.uid,
-            message_uid=m.uid,
-            recipient_id=m.recipient_id,
-            actor="delivery",
-            data={
-                "to": MessageState.PENDING,
-                "reason": "created",
-                "route": m.route_id,
-                "channel": m.channel,
-                "template": m.template_key,
-                "template_version": m.template_version_id,
-                "sequence": m.sequence,
-            },
         )
-        for m in messages
-    )
+    decided = _decide_at_once(steps) if _dry_run_now() else {}
+    messages = [m for made, _ in steps for m in made]
+    rows_insert(Message, messages)
+    notes.extend(_message_row(m, decided.get(id(m))) for m in messages)
     rows_insert(AuditRecord, notes)
     highest: dict[int, int] = {}
-    for lane, sequence in settle:
+    raised = [
+        (m.lane, m.sequence) for m in messages if m.sequence and _raises_done(decided.get(id(m)))
+    ]
+    for lane, sequence in [*(s for _, settle in steps for s in settle), *raised]:
         highest[lane.pk] = max(sequence, highest.get(lane.pk, 0))
+    # One statement per sequence value, not per lane: a batch raises many lanes, mostly to
+    # the same few values.
+    by_sequence: dict[int, list[int]] = {}
     for lane_pk, sequence in highest.items():
-        Lane.objects.filter(pk=lane_pk, done_sequence__lt=sequence).update(done_sequence=sequence)
+        by_sequence.setdefault(sequence, []).append(lane_pk)
+    for sequence, lane_pks in by_sequence.items():
+        Lane.objects.filter(pk__in=lane_pks, done_sequence__lt=sequence).update(
+            done_sequence=sequence
+        )
+    return {m.event_id for m in messages}
+
+
+def _dry_run_now() -> bool:
+    """Whether a dispatch batch would be a dry-run batch now (see dispatch_batch)."""
+    return flag_is_on("DISABLE_SEND") and not flag_is_on("DISPATCH_PAUSED")
+
+
+def _decide_at_once(
+    steps: list[tuple[list[Message], list[tuple[Lane, int]]]],
+) -> dict[int, Decision]:
+    """Dry run decided at expansion: each new message that a dry-run batch could take as
+    soon as this transaction commits is decided now, by an ExpansionBatch (the gates and
+    rendering of delivery/batch.py), and inserted in its outcome state; returns the
+    decisions by id() of the message.
+
+    Claimable at once means the conditions of delivery/claims.py: the lane free (busy_until
+    unset or past), no active message in it (in the database, or a message of this batch
+    left undecided), and in order (no sequence, or sequence <= done_sequence + 1, with
+    done_sequence raised by the messages decided before it and by the sequences settled by
+    earlier events of this batch). A new message is never past its gap wait, so none is
+    decided out of order.
+
+    Race-free like a dry-run batch: the lanes are locked FOR UPDATE SKIP LOCKED until this
+    transaction commits, so a claim or dry-run batch skips them, and a lane one of those
+    holds now is skipped here (its messages are inserted pending, as without this). The
+    active messages are read after the lock, in a statement whose snapshot includes every
+    claim or batch that held the lane before. No other transaction inserts messages: the
+    expansion lock is held."""
+    wanted = {m.lane_id for made, _ in steps for m in made}
+    if not wanted:
+        return {}
+    locked = dict(
+        Lane.objects.filter(Q(busy_until__isnull=True) | Q(busy_until__lt=Now()), pk__in=wanted)
+        .select_for_update(skip_locked=True)
+        .values_list("pk", "done_sequence")
+    )
+    held = set(
+        Message.objects.filter(lane_id__in=list(locked), state__in=ACTIVE_STATES)
+        .values_list("lane_id", flat=True)
+        .distinct()
+    )
+    done = {pk: sequence for pk, sequence in locked.items() if pk not in held}
+    candidates: dict[str, list[Message]] = {}
+    for made, _ in steps:
+        for m in made:
+            if m.lane_id in done:
+                candidates.setdefault(m.channel, []).append(m)
+    batches = {
+        channel: ExpansionBatch(provider_for(channel), found)
+        for channel, found in candidates.items()
+    }
+    decided: dict[int, Decision] = {}
+    for made, settle in steps:
+        for m in made:
+            lane = m.lane_id
+            if lane not in done:
+                continue
+            decision = None
+            if not m.sequence or m.sequence <= done[lane] + 1:
+                decision = batches[m.channel].decide(m)
+            if decision is None or m.state in ACTIVE_STATES:
+                # Inserted waiting: it holds its lane for the later messages of this batch.
+                del done[lane]
+            if decision is not None:
+                decided[id(m)] = decision
+                if decision.raises_done and m.sequence:
+                    done[lane] = max(done.get(lane, 0), m.sequence)
+        for settled, sequence in settle:
+            if settled.pk in done:
+                done[settled.pk] = max(done[settled.pk], sequence)
+    return decided
+
+
+def _raises_done(decision: Decision | None) -> bool:
+    return decision is not None and decision.raises_done
+
+
+def _message_row(message: Message, decision: Decision | None) -> AuditRecord:
+    """A new message's one lineage row: `message.pending`, or, decided at expansion, its
+    outcome from `created` with the pending row's facts. Either says it came from the
+    outbox hand-off, which then writes no row of its own for the event."""
+    data: dict[str, Any] = {
+        "to": MessageState.PENDING,
+        "reason": "created",
+        "route": message.route_id,
+        "channel": message.channel,
+        "template": message.template_key,
+        "template_version": message.template_version_id,
+        "sequence": message.sequence,
+        "handed_off": True,
+    }
+    if decision is not None:
+        data.update({"from": "created", "to": decision.state, "reason": decision.reason})
+        data.update(decision.data)
+    return audit_build(
+        kind=f"message.{message.state}",
+        request_id=message.event.request_id,
+        event_uid=message.event.uid,
+        message_uid=message.uid,
+        recipient_id=message.recipient_id,
+        actor="delivery",
+        data=data,
+    )
 
 
 def _targets(event: Event, routes: dict[str, list[Route]]) -> list[tuple[Route, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -351,20 +352,26 @@ def _settled(
         transaction.on_commit(outbox_wake)
 
 
-def event_mark_handed_off(*, event_ids: list[int]) -> int:
-    """Consumer side of the outbox: these events' messages now exist."""
+def event_mark_handed_off(*, event_ids: list[int], noted: Collection[int] = ()) -> int:
+    """Consumer side of the outbox: these events' messages now exist. An event in `noted`
+    gets no `outbox.handed_off` row: the lineage rows of its messages record the hand-off
+    (only an event that produced no message has one)."""
     if not event_ids:
         return 0
-    events = list(
-        Event.objects.filter(pk__in=event_ids, outbox_state=OutboxState.PENDING).values_list(
-            "pk", "uid", "request_id", "recipient_id"
-        )
+    quiet = set(noted)
+    rest = [pk for pk in event_ids if pk not in quiet]
+    notes = (
+        [
+            audit_build(kind="outbox.handed_off", request_id=rid, event_uid=uid, recipient_id=rcp)
+            for uid, rid, rcp in Event.objects.filter(pk__in=rest, outbox_state=OutboxState.PENDING)
+            .order_by("id")
+            .values_list("uid", "request_id", "recipient_id")
+        ]
+        if rest
+        else []
     )
-    updated = Event.objects.filter(
-        pk__in=[e[0] for e in events], outbox_state=OutboxState.PENDING
-    ).update(outbox_state=OutboxState.DONE, handed_off_at=Now())
-    audit_append_many(
-        audit_build(kind="outbox.handed_off", request_id=rid, event_uid=uid, recipient_id=rcp)
-        for _, uid, rid, rcp in events
+    updated = Event.objects.filter(pk__in=event_ids, outbox_state=OutboxState.PENDING).update(
+        outbox_state=OutboxState.DONE, handed_off_at=Now()
     )
+    audit_append_many(notes)
     return updated

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from delivery import outbox
 from delivery.models import Message, Route
 from delivery.routes import route_ensure
 from delivery.tasks import pump
@@ -99,6 +100,13 @@ def sms_only(routes: dict[str, Template]) -> Template:
     """Only the SMS route stays enabled."""
     Route.objects.filter(channel="email").update(enabled=False)
     return routes["sms"]
+
+
+@pytest.fixture
+def pending_expansion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Expansion inserts every message pending, as it does for one not claimable at once
+    (or with sends on): for tests of what a dry-run batch or the ticker does with it."""
+    monkeypatch.setattr(outbox, "_dry_run_now", lambda: False)
 
 
 @pytest.fixture

@@ -140,7 +140,7 @@ def test_a_worker_paused_past_its_liveness_sends_nothing_more_when_it_resumes(
     assert set(Message.objects.values_list("state", flat=True)) == {"sent"}
 
 
-def test_a_superseded_worker_records_only_a_stale_attempt(email_only, accept):
+def test_a_superseded_worker_records_only_a_stale_attempt(email_only, accept, pending_expansion):
     accept()
     outbox_consume()
     (slow,) = claim(channel="email", limit=1, paused=False)

@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditRecord
-from delivery import batch, dispatcher
+from delivery import batch, dispatcher, outbox
 from delivery.dispatcher import dispatch_batch
 from delivery.models import Lane, Message, MessageState, Route
 from delivery.outbox import outbox_consume
@@ -20,6 +20,7 @@ from delivery.suppressions import suppression_add
 from templates.models import Category, Template, Tier
 from templates.services import template_create
 from tests.delivery.conftest import run_pump, set_flag
+from tests.delivery.conftest import states as states_of
 
 
 def _lineage(message: Message) -> list[tuple[str, str | None, str]]:
@@ -27,7 +28,44 @@ def _lineage(message: Message) -> list[tuple[str, str | None, str]]:
     return [(r.kind, r.data.get("from"), r.data["to"]) for r in rows]
 
 
-def test_it_writes_one_lineage_row_per_dry_run_message(routes, accept):
+def test_it_decides_a_message_at_expansion_with_one_lineage_row(routes, accept):
+    event = accept(sequence=1, ordering_key="k")
+
+    outbox_consume()
+
+    for message in Message.objects.filter(event=event):
+        assert _lineage(message) == [("message.dry_run", "created", "dry_run")]
+        assert message.state == MessageState.DRY_RUN
+        assert message.rendered_hash
+        assert message.dispatched_at is not None
+        assert message.provider
+        assert message.template_version_id == message.template.current_version_id
+        row = AuditRecord.objects.get(message_uid=message.uid)
+        # Everything the pending row said, the hand-off, and the outcome.
+        assert row.data == {
+            "from": "created",
+            "to": "dry_run",
+            "reason": "DISABLE_SEND is on: rendered, not sent",
+            "route": message.route_id,
+            "channel": message.channel,
+            "template": message.template_key,
+            "template_version": message.template_version_id,
+            "sequence": 1,
+            "handed_off": True,
+        }
+    assert list(AuditRecord.objects.filter(event_uid=event.uid).values_list("kind", flat=True)) == [
+        "event.received",
+        "message.dry_run",
+        "message.dry_run",
+    ]
+    lanes = Lane.objects.filter(ordering_key="k")
+    assert {(lane.channel, lane.done_sequence, lane.busy_until) for lane in lanes} == {
+        ("email", 1, None),
+        ("sms", 1, None),
+    }
+
+
+def test_it_writes_one_lineage_row_per_dry_run_message(routes, accept, pending_expansion):
     event = accept(sequence=1, ordering_key="k")
 
     run_pump()
@@ -157,7 +195,12 @@ def _unrenderable(accept: Callable[..., Any], templates: dict[str, Template]) ->
         "render-error",
     ],
 )
-def test_it_applies_every_gate_in_dry_run(routes, email_only, accept, setup, state, last_error):
+@pytest.mark.parametrize("at_expansion", [True, False], ids=["at-expansion", "in-a-batch"])
+def test_it_applies_every_gate_in_dry_run(
+    routes, email_only, accept, setup, state, last_error, at_expansion, monkeypatch
+):
+    if not at_expansion:
+        monkeypatch.setattr(outbox, "_dry_run_now", lambda: False)
     event = setup(accept, routes)
 
     run_pump()
@@ -165,9 +208,10 @@ def test_it_applies_every_gate_in_dry_run(routes, email_only, accept, setup, sta
     email = Message.objects.get(event=event, channel="email")
     assert (email.state, email.last_error) == (state, last_error)
     assert email.rendered_hash == ""
+    first = [] if at_expansion else [("message.pending", None, "pending")]
     assert _lineage(email) == [
-        ("message.pending", None, "pending"),
-        (f"message.{state}", "pending", state),
+        *first,
+        (f"message.{state}", "created" if at_expansion else "pending", state),
     ]
 
 
@@ -188,7 +232,9 @@ def test_a_held_message_is_dry_run_from_held_once_the_pause_is_lifted(email_only
     ]
 
 
-def test_the_batch_after_sends_are_turned_on_is_claimed_and_sent(email_only, accept, smtp_server):
+def test_the_batch_after_sends_are_turned_on_is_claimed_and_sent(
+    email_only, accept, smtp_server, pending_expansion
+):
     first = accept(sequence=1, ordering_key="k")
     second = accept(sequence=2, ordering_key="k")
     outbox_consume()
@@ -209,7 +255,7 @@ def test_the_batch_after_sends_are_turned_on_is_claimed_and_sent(email_only, acc
 
 
 def test_it_leaves_a_message_in_line_when_sends_are_turned_on_mid_batch(
-    email_only, accept, smtp_server, monkeypatch
+    email_only, accept, smtp_server, monkeypatch, pending_expansion
 ):
     set_flag("RATE_LIMIT_ENABLED", False)
     event = accept()
@@ -239,3 +285,86 @@ def test_it_leaves_a_message_in_line_when_sends_are_turned_on_mid_batch(
     message.refresh_from_db()
     assert message.state == MessageState.SENT
     assert len(smtp_server.messages) == 1
+
+
+def _kinds(events: list[Any]) -> dict[int | None, str]:
+    return {m.sequence: m.state for m in Message.objects.filter(event__in=events)}
+
+
+def test_it_decides_consecutive_sequences_of_one_expansion_in_order(email_only, accept):
+    events = [accept(sequence=n, ordering_key="k") for n in (1, 2, 3)]
+
+    outbox_consume()
+
+    assert _kinds(events) == {1: "dry_run", 2: "dry_run", 3: "dry_run"}
+    assert Lane.objects.get(ordering_key="k").done_sequence == 3
+    assert not AuditRecord.objects.filter(kind="message.pending").exists()
+
+
+def test_it_leaves_a_message_out_of_order_and_those_behind_it_pending(email_only, accept):
+    early = [accept(sequence=n, ordering_key="k") for n in (1, 3, 4)]
+    other = accept(ordering_key="other")
+
+    outbox_consume()
+
+    # 3 waits for 2, and 4 for 3 (its lane holds an active message): as a claim would.
+    assert _kinds(early) == {1: "dry_run", 3: "pending", 4: "pending"}
+    assert Message.objects.get(event=other).state == MessageState.DRY_RUN
+    late = accept(sequence=2, ordering_key="k")
+    outbox_consume()
+    assert Message.objects.get(event=late).state == MessageState.PENDING
+
+    run_pump()
+
+    assert _kinds([*early, late]) == {1: "dry_run", 2: "dry_run", 3: "dry_run", 4: "dry_run"}
+    by_batch = AuditRecord.objects.filter(kind="message.dry_run", data__from="pending")
+    assert set(by_batch.values_list("message_uid", flat=True)) == set(
+        Message.objects.filter(sequence__in=(2, 3, 4)).values_list("uid", flat=True)
+    )
+
+
+def test_it_counts_a_sequence_settled_earlier_in_the_expansion(routes, accept):
+    first = accept(sequence=1, ordering_key="k", recipient={"email": ""})  # SMS only
+    second = accept(sequence=2, ordering_key="k")
+
+    outbox_consume()
+
+    assert states_of(first) == {"sms": "dry_run"}
+    assert states_of(second) == {"email": "dry_run", "sms": "dry_run"}
+
+
+def test_it_leaves_a_message_of_a_busy_lane_pending(email_only, accept):
+    accept(ordering_key="k")
+    outbox_consume()
+    Lane.objects.filter(ordering_key="k").update(busy_until=timezone.now() + timedelta(minutes=1))
+    event = accept(ordering_key="k")
+
+    outbox_consume()
+
+    assert Message.objects.get(event=event).state == MessageState.PENDING
+
+
+def test_it_leaves_messages_pending_while_dispatch_is_paused(email_only, accept):
+    set_flag("DISPATCH_PAUSED", True)
+    event = accept()
+
+    outbox_consume()
+
+    assert Message.objects.get(event=event).state == MessageState.PENDING
+
+
+def test_it_inserts_a_message_pending_when_sends_are_turned_on_during_expansion(
+    email_only, accept, monkeypatch
+):
+    real_flag_is_on = batch.flag_is_on
+    # The expansion saw dry run; by the time the batch decides the message, sends are on.
+    monkeypatch.setattr(
+        batch, "flag_is_on", lambda name: name != "DISABLE_SEND" and real_flag_is_on(name)
+    )
+    event = accept()
+
+    outbox_consume()
+
+    message = Message.objects.get(event=event)
+    assert (message.state, message.rendered_hash) == (MessageState.PENDING, "")
+    assert _lineage(message) == [("message.pending", None, "pending")]

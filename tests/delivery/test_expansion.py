@@ -7,6 +7,7 @@ from django.db import IntegrityError, transaction
 
 from audit.models import AuditRecord
 from delivery.models import Message
+from delivery.outbox import outbox_consume
 from events.models import Event, OutboxState
 from events.services import event_accept
 from templates.services import template_create
@@ -117,7 +118,7 @@ def test_it_leaves_events_that_are_not_accepted_alone(routes, accept):
     assert not Message.objects.filter(event=event).exists()
 
 
-def test_it_writes_a_lineage_row_for_each_new_message(routes, accept):
+def test_it_writes_a_lineage_row_for_each_new_message(routes, accept, pending_expansion):
     event = accept()
 
     run_pump()
@@ -128,3 +129,20 @@ def test_it_writes_a_lineage_row_for_each_new_message(routes, accept):
     assert set(created.values_list("message_uid", flat=True)) == set(
         Message.objects.filter(event=event).values_list("uid", flat=True)
     )
+
+
+def test_it_records_the_hand_off_in_the_message_rows_and_only_alone_without_a_message(
+    routes, accept, pending_expansion
+):
+    routed = accept()
+    unrouted = accept(event_type="new_match")
+
+    outbox_consume()
+
+    kinds = AuditRecord.objects.filter(event_uid=routed.uid).values_list("kind", flat=True)
+    assert sorted(kinds) == ["event.received", "message.pending", "message.pending"]
+    rows = AuditRecord.objects.filter(event_uid=routed.uid, kind="message.pending")
+    assert {r.data["handed_off"] for r in rows} == {True}
+    kinds = AuditRecord.objects.filter(event_uid=unrouted.uid).values_list("kind", flat=True)
+    assert list(kinds) == ["event.received", "delivery.no_route", "outbox.handed_off"]
+    assert Event.objects.filter(pk__in=[routed.pk, unrouted.pk], outbox_state="done").count() == 2

@@ -71,7 +71,9 @@ def test_it_expires_a_message_past_its_expiry(routes, accept, live, smtp_server,
     assert smtp_server.messages == []
 
 
-def test_it_expires_a_waiting_message_without_waiting_for_its_turn(routes, accept):
+def test_it_expires_a_waiting_message_without_waiting_for_its_turn(
+    routes, accept, pending_expansion
+):
     first = accept(sequence=1, ordering_key="k")
     second = accept(
         sequence=2, ordering_key="k", expires_at=(timezone.now() + timedelta(hours=1)).isoformat()

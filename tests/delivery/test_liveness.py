@@ -20,8 +20,8 @@ from tests.delivery.conftest import set_flag
 
 
 @pytest.fixture
-def waiting(email_only, accept) -> None:
-    """One email message due."""
+def waiting(email_only, accept, pending_expansion) -> None:
+    """One email message due (pending: expansion decides none in this module)."""
     accept()
     outbox_consume()
 

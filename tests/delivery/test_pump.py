@@ -19,7 +19,9 @@ def shared_cache(settings):
     settings.CACHE_IS_SHARED = True
 
 
-def test_it_consumes_everything_and_clears_the_wake_marker(email_only, accept, shared_cache):
+def test_it_consumes_everything_and_clears_the_wake_marker(
+    email_only, accept, shared_cache, pending_expansion
+):
     first = accept()
     second = accept()
     cache.set(handoff.WAKE_KEY, 1)  # the intake queued this run
@@ -55,7 +57,9 @@ def test_it_sees_an_event_committed_while_it_was_running(
     assert late[0].outbox_state == OutboxState.DONE
 
 
-def test_it_dispatches_while_events_keep_arriving(email_only, accept, shared_cache, monkeypatch):
+def test_it_dispatches_while_events_keep_arriving(
+    email_only, accept, shared_cache, monkeypatch, pending_expansion
+):
     """Under sustained intake the outbox is never found empty; each pass still dispatches
     after a bounded share of expansion instead of waiting for the intake to pause."""
     accept()

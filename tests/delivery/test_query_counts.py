@@ -50,19 +50,36 @@ def _accept(accept: Callable[..., Event], count: int, *, prefix: str) -> None:
         accept(ordering_key=f"{prefix}-{n}", recipient={"email": f"s{n}@example.org"})
 
 
-def test_it_expands_the_outbox_in_the_same_queries_whatever_the_batch_size(email_only, accept):
+def _expansion_queries(accept: Callable[..., Event]) -> tuple[int, int]:
     _accept(accept, 1, prefix="first")
     outbox_expand()  # creates the expansion's lock row, once per database
     _accept(accept, 2, prefix="small")
     small = _queries(outbox_expand)
     _accept(accept, 40, prefix="large")
     large = _queries(outbox_expand)
-
     assert Message.objects.count() == 43
-    assert (small, large) == (17, 17)
+    return small, large
 
 
-def test_it_claims_a_batch_in_the_same_queries_whatever_its_size(email_only, accept):
+def test_it_expands_the_outbox_in_the_same_queries_whatever_the_batch_size(
+    email_only, accept, pending_expansion
+):
+    assert _expansion_queries(accept) == (15, 15)
+    assert set(Message.objects.values_list("state", flat=True)) == {MessageState.PENDING}
+
+
+def test_it_decides_a_dry_run_at_expansion_in_the_same_queries_whatever_the_batch_size(
+    email_only, accept
+):
+    # The expansion's plus the lanes' lock, their active messages, the clock and the batch's
+    # suppressions: no dry-run batch transaction follows.
+    assert _expansion_queries(accept) == (19, 19)
+    assert set(Message.objects.values_list("state", flat=True)) == {MessageState.DRY_RUN}
+
+
+def test_it_claims_a_batch_in_the_same_queries_whatever_its_size(
+    email_only, accept, pending_expansion
+):
     _accept(accept, 42, prefix="key")
     outbox_expand()
 
@@ -73,7 +90,9 @@ def test_it_claims_a_batch_in_the_same_queries_whatever_its_size(email_only, acc
     assert (small, large) == (10, 10)
 
 
-def test_it_dry_runs_a_batch_in_the_same_queries_whatever_its_size(email_only, accept):
+def test_it_dry_runs_a_batch_in_the_same_queries_whatever_its_size(
+    email_only, accept, pending_expansion
+):
     _accept(accept, 42, prefix="key")
     outbox_expand()
 
@@ -84,7 +103,9 @@ def test_it_dry_runs_a_batch_in_the_same_queries_whatever_its_size(email_only, a
     assert (small, large) == (11, 11)
 
 
-def test_it_reads_a_batchs_suppressions_in_one_query_whatever_their_categories(email_only, accept):
+def test_it_reads_a_batchs_suppressions_in_one_query_whatever_their_categories(
+    email_only, accept, pending_expansion
+):
     _accept(accept, 42, prefix="key")
     for n in range(0, 42, 2):  # every other address; `all` or `promotional` in turn
         category = "all" if n % 4 else "promotional"

@@ -87,7 +87,9 @@ def test_it_keeps_a_dead_letter_inside_its_retention_and_purges_it_after(
     assert not Attempt.objects.exists()
 
 
-def test_it_keeps_events_still_in_the_outbox_or_with_unfinished_messages(email_only, accept):
+def test_it_keeps_events_still_in_the_outbox_or_with_unfinished_messages(
+    email_only, accept, pending_expansion
+):
     in_outbox = accept()
     age(in_outbox, hours=31 * 24)
     assert retention_purge()["events"] == 0

@@ -37,7 +37,7 @@ def test_the_api_shows_the_messages(alice, routes, make_event):
     ]
 
 
-def test_it_reports_depth_age_and_the_dead_letter_ratio(routes, accept):
+def test_it_reports_depth_age_and_the_dead_letter_ratio(routes, accept, pending_expansion):
     for _ in range(3):
         accept()
     outbox_consume()

@@ -26,7 +26,9 @@ def tallied() -> dict[str, int]:
     return {state: n for state, n in now.items() if n}
 
 
-def test_it_keeps_the_count_of_every_state_through_inserts_changes_and_deletes(routes, accept):
+def test_it_keeps_the_count_of_every_state_through_inserts_changes_and_deletes(
+    routes, accept, pending_expansion
+):
     for _ in range(4):
         accept()
     outbox_consume()
@@ -42,7 +44,7 @@ def test_it_keeps_the_count_of_every_state_through_inserts_changes_and_deletes(r
     assert tallied() == actual() == {"dead": 1, "dry_run": 3}
 
 
-def test_it_folds_the_tally_without_changing_what_it_says(routes, accept):
+def test_it_folds_the_tally_without_changing_what_it_says(routes, accept, pending_expansion):
     for _ in range(3):
         accept()
     outbox_consume()
@@ -75,7 +77,9 @@ def test_it_reports_entries_into_final_states_for_the_dlq_ratio(routes, accept):
     assert (stats["dead"], stats["by_state"]["dry_run"], stats["depth"]) == (1, 3, 0)
 
 
-def test_the_guards_queue_depth_is_the_tallys_in_one_query_whatever_the_table_size(routes, accept):
+def test_the_guards_queue_depth_is_the_tallys_in_one_query_whatever_the_table_size(
+    routes, accept, pending_expansion
+):
     for _ in range(3):
         accept()
     outbox_consume()
