@@ -6,7 +6,8 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from audit.models import AuditRecord
-from delivery.models import Message
+from delivery.models import Lane, Message
+from delivery.outbox import outbox_expand
 from events.models import Event, OutboxState
 from events.services import event_accept
 from templates.services import template_create
@@ -128,3 +129,32 @@ def test_it_writes_a_lineage_row_for_each_new_message(routes, accept):
     assert set(created.values_list("message_uid", flat=True)) == set(
         Message.objects.filter(event=event).values_list("uid", flat=True)
     )
+
+
+def test_it_puts_messages_in_the_lanes_of_their_key_and_channel_creating_only_new_ones(
+    routes, accept
+):
+    first = accept(ordering_key="k-1")
+    outbox_expand()
+    lanes = {(lane.ordering_key, lane.channel): lane.pk for lane in Lane.objects.all()}
+    done = Lane.objects.filter(ordering_key="k-1", channel="sms").update(done_sequence=4)
+    again, other = accept(ordering_key="k-1"), accept(ordering_key="k-2")
+    outbox_expand()
+
+    assert set(lanes) == {("k-1", "email"), ("k-1", "sms")}
+    assert done == 1
+    placed = {
+        (m.event_id, m.channel): (m.lane.ordering_key, m.lane.channel, m.lane.pk)
+        for m in Message.objects.select_related("lane")
+    }
+    for event in (first, again):
+        for channel in ("email", "sms"):
+            assert placed[(event.pk, channel)] == ("k-1", channel, lanes[("k-1", channel)])
+    assert {placed[(other.pk, c)][:2] for c in ("email", "sms")} == {
+        ("k-2", "email"),
+        ("k-2", "sms"),
+    }
+    assert Lane.objects.count() == 4
+    # An existing lane is reused as it is, not reset.
+    assert Lane.objects.get(ordering_key="k-1", channel="sms").done_sequence == 4
+    assert Lane.objects.get(ordering_key="k-2", channel="sms").done_sequence == 0
