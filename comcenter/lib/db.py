@@ -147,10 +147,11 @@ def rows_params(
             json.dumps(v) if is_json and v is not None else v
             for v, is_json in zip(rows[0], json_columns, strict=True)
         ]
-    columns: list[list[Any]] = [[] for _ in names]
-    for row in rows:
-        for values, value in zip(columns, row, strict=True):
-            values.append(value)
+    columns: list[list[Any]] = [list(values) for values in zip(*rows, strict=True)]
+    if not rows:  # an empty array per column
+        columns = [[] for _ in names]
+    if len(columns) != len(names):
+        raise ValueError(f"rows of {len(columns)} values for {len(names)} columns")
     for i, is_json in enumerate(json_columns):
         if is_json:
             columns[i] = [None if v is None else json.dumps(v) for v in columns[i]]
