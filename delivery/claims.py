@@ -23,10 +23,11 @@ without one. A message is claimable when all of these hold:
 
 Claim protocol, one transaction, the same ORM code on PostgreSQL and SQLite:
 1. SELECT the claimable heads of a channel in due order, LIMIT batch, FOR UPDATE OF the lane
-   row SKIP LOCKED. A lane another worker is claiming right now is skipped. A lane another
-   worker claimed and committed after this statement's snapshot is caught by PostgreSQL's
-   re-check of the WHERE clause on the newest version of the row it locks: `busy_until` is
-   set there, so the row drops out.
+   row SKIP LOCKED (a statement the ORM builds once per process and key, see lock_heads).
+   A lane another worker is claiming right now is skipped. A lane another worker claimed
+   and committed after this statement's snapshot is caught by PostgreSQL's re-check of the
+   WHERE clause on the newest version of the row it locks: `busy_until` is set there, so
+   the row drops out.
 2. UPDATE those lanes: busy_until = now() + DISPATCH_LEASE_SECONDS.
 3. UPDATE the messages to `dispatching` (only if still in the state read in step 1) with
    lease_until = now() + lease, lease_token + 1 and claimed_by = the worker's liveness record
@@ -210,6 +211,7 @@ class _HeadStatement:
 # The compiled head statements of this process. Building and compiling the queryset (a
 # correlated NOT EXISTS, a CASE, a row comparison) cost more CPU than running it, every
 # batch; its text depends only on the key, and the cutoff is its one varying parameter.
+# Bounded: the dispatcher's limits never exceed DISPATCH_BATCH_SIZE (the LIMIT is in the text).
 _head_statements: dict[tuple[Any, ...], _HeadStatement] = {}
 
 
@@ -278,13 +280,25 @@ def claim(
     return claimed
 
 
+# What a batch reads of a message's event (gates, hooks, rendering context, lineage rows).
+# The rest (the recipient object, the token, timestamps, intake bookkeeping) is deferred: a
+# row with fewer columns costs less to decode and build. A field read anyway costs one query
+# per message, which tests/delivery/test_query_counts.py would see.
+_EVENT_FIELDS = frozenset(
+    {"id", "uid", "caller", "event_type", "recipient_id", "request_id", "data"}
+)
+_EVENT_DEFERRED = tuple(
+    f"event__{f.name}" for f in Event._meta.concrete_fields if f.name not in _EVENT_FIELDS
+)
+
+
 def hydrate(ids: list[int]) -> list[Message]:
-    """The claimed rows with what sending needs: the event (not its recipient object or
-    token) and each template once per batch, with its current version."""
+    """The claimed rows with what sending needs: of the event only the fields a batch reads
+    (_EVENT_FIELDS), and each template once per batch, with its current version."""
     messages = list(
         Message.objects.filter(pk__in=ids)
         .select_related("event")
-        .defer("event__recipient", "event__pending_token", "event__payload_hash")
+        .defer(*_EVENT_DEFERRED)
         .order_by("next_attempt_at", "id")
     )
     templates = Template.objects.select_related("current_version").in_bulk(
