@@ -214,6 +214,8 @@ def _lanes_for(events: list[Event], channels: list[str]) -> dict[LaneKey, Lane]:
     at once), and a last look for any that a concurrent insert won. The lanes come back as
     instances with only their key loaded (the callers need their id)."""
     keys = {(event.caller, event.ordering_key, channel) for event in events for channel in channels}
+    if not keys:  # no route sends on any channel
+        return {}
     ids = _lane_ids(keys)
     missing = keys - set(ids)
     if missing:

@@ -61,6 +61,17 @@ def test_it_records_an_event_type_without_routes(routes, accept):
     assert event.outbox_state == OutboxState.DONE
 
 
+def test_it_consumes_events_when_no_route_is_enabled_on_any_channel(db, accept):
+    event = accept(sequence=1)
+
+    assert outbox_expand() == 1
+
+    assert not Lane.objects.exists()
+    assert AuditRecord.objects.filter(event_uid=event.uid, kind="delivery.no_route").exists()
+    event.refresh_from_db()
+    assert event.outbox_state == OutboxState.DONE
+
+
 def test_it_never_makes_a_second_message_for_a_duplicate_event(routes, accept):
     payload = make_payload()
     first = event_accept(caller=ALICE, payload=payload, idempotency_key="dup", request_id="r1")
