@@ -47,6 +47,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import BooleanField, Case, Exists, F, Func, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import Now
+from django.db.transaction import TransactionManagementError
 
 from delivery.liveness import Liveness, liveness_purge
 from delivery.models import (
@@ -168,6 +169,11 @@ def lock_heads(
     too (`lock_messages`): then the re-check reads the message's own newest state, and a
     head that another worker dry-ran and committed after this statement's snapshot has left
     the waiting states and drops out, instead of being hydrated and decided for nothing."""
+    if connection.features.has_select_for_update and connection.get_autocommit():
+        # The check Django makes when it compiles the statement, which a cached one skips.
+        raise TransactionManagementError(
+            "select_for_update cannot be used outside of a transaction."
+        )
     cutoff = _gap_cutoff()
     key = (connection.vendor, channel, states, limit, lock_messages, cutoff is None)
     statement = _head_statements.get(key)
