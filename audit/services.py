@@ -6,6 +6,7 @@ sealer chains them afterwards in batches (see `audit_seal`)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -40,16 +41,29 @@ def audit_build(
     actor: str = "",
     data: dict[str, Any] | None = None,
 ) -> AuditRecord:
-    """An unsaved lineage row; the request id defaults to the one bound to this context."""
+    """An unsaved lineage row; the request id defaults to the one bound to this context.
+
+    Built with positional values, Django's fast path (half the cost of keywords: lineage rows
+    are built by the thousand per batch), in the order of the model's fields
+    (tests/audit/test_build.py pins it)."""
     return AuditRecord(
-        kind=kind,
-        request_id=request_id or get_request_id(),
-        event_uid=event_uid,
-        message_uid=message_uid,
-        recipient_id=recipient_id,
-        actor=actor,
-        data=data or {},
+        None,
+        _at_default(),
+        kind,
+        request_id or get_request_id(),
+        event_uid,
+        message_uid,
+        recipient_id,
+        actor,
+        data or {},
     )
+
+
+@functools.cache
+def _at_default() -> Any:
+    """`at`'s database default, as Django leaves it on an unsaved row. One shared instance:
+    the insert compiles it and never changes it, and a saved row gets the database's value."""
+    return AuditRecord._meta.get_field("at").get_default()
 
 
 def audit_append(**fields: Any) -> None:

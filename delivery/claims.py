@@ -23,10 +23,11 @@ without one. A message is claimable when all of these hold:
 
 Claim protocol, one transaction, the same ORM code on PostgreSQL and SQLite:
 1. SELECT the claimable heads of a channel in due order, LIMIT batch, FOR UPDATE OF the lane
-   row SKIP LOCKED. A lane another worker is claiming right now is skipped. A lane another
-   worker claimed and committed after this statement's snapshot is caught by PostgreSQL's
-   re-check of the WHERE clause on the newest version of the row it locks: `busy_until` is
-   set there, so the row drops out.
+   row SKIP LOCKED (a statement the ORM builds once per process and key, see lock_heads).
+   A lane another worker is claiming right now is skipped. A lane another worker claimed
+   and committed after this statement's snapshot is caught by PostgreSQL's re-check of the
+   WHERE clause on the newest version of the row it locks: `busy_until` is set there, so
+   the row drops out.
 2. UPDATE those lanes: busy_until = now() + DISPATCH_LEASE_SECONDS.
 3. UPDATE the messages to `dispatching` (only if still in the state read in step 1) with
    lease_until = now() + lease, lease_token + 1 and claimed_by = the worker's liveness record
@@ -38,13 +39,15 @@ the database write lock from its first statement, so the steps run with no other
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import BooleanField, Case, Exists, F, Func, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import Now
+from django.db.transaction import TransactionManagementError
 
 from delivery.liveness import Liveness, liveness_purge
 from delivery.models import (
@@ -91,8 +94,9 @@ class _RowBefore(Func):
         return f"({', '.join(parts[:half])}) < ({', '.join(parts[half:])})", tuple(params)
 
 
-def _heads(states: tuple[str, ...]) -> QuerySet[Message]:
-    """Due messages in `states` at the head of a free lane (see the module docstring)."""
+def _heads(states: tuple[str, ...], cutoff: datetime | None) -> QuerySet[Message]:
+    """Due messages in `states` at the head of a free lane (see the module docstring);
+    `cutoff` is `_gap_cutoff()`."""
     earlier = Message.objects.filter(
         _RowBefore(
             F("lane_order"),
@@ -108,18 +112,24 @@ def _heads(states: tuple[str, ...]) -> QuerySet[Message]:
     in_order = Q(sequence__isnull=True) | Q(sequence__lte=F("lane__done_sequence") + 1)
     lane_free = Q(lane__busy_until__isnull=True) | Q(lane__busy_until__lt=Now())
     gap_over = Q(gap_until__lte=Now())
-    watermark = _outbox_watermark()
-    if watermark is not None:
-        # A predecessor received within this message's gap wait may still be in the outbox
-        # (a backlog, an expansion transaction not yet committed): the wait is over only
-        # once every event received up to then has entered its lane.
-        gap_over &= Q(received_at__lt=watermark - timedelta(seconds=settings.ORDERING_GAP_WAIT))
+    if cutoff is not None:
+        gap_over &= Q(received_at__lt=cutoff)
     return (
         Message.objects.filter(lane_free, state__in=states, next_attempt_at__lte=Now())
         .filter(in_order | gap_over)
         .filter(~Exists(earlier))
         .annotate(gap=Case(When(in_order, then=Value(False)), default=Value(True)))
     )
+
+
+def _gap_cutoff() -> datetime | None:
+    """A predecessor received within a message's gap wait may still be in the outbox (a
+    backlog, an expansion transaction not yet committed): the wait is over only for messages
+    received before this (None: the outbox is empty, every event has entered its lane)."""
+    watermark = _outbox_watermark()
+    if watermark is None:
+        return None
+    return watermark - timedelta(seconds=settings.ORDERING_GAP_WAIT)
 
 
 def _outbox_watermark() -> datetime | None:
@@ -141,7 +151,7 @@ def claimable_states(*, paused: bool) -> tuple[str, ...]:
 
 
 def has_due(*, channel: str, paused: bool) -> bool:
-    return _heads(claimable_states(paused=paused)).filter(channel=channel).exists()
+    return _heads(claimable_states(paused=paused), _gap_cutoff()).filter(channel=channel).exists()
 
 
 def lock_heads(
@@ -159,16 +169,85 @@ def lock_heads(
     too (`lock_messages`): then the re-check reads the message's own newest state, and a
     head that another worker dry-ran and committed after this statement's snapshot has left
     the waiting states and drops out, instead of being hydrated and decided for nothing."""
+    if connection.features.has_select_for_update and connection.get_autocommit():
+        # The check Django makes when it compiles the statement, which a cached one skips.
+        raise TransactionManagementError(
+            "select_for_update cannot be used outside of a transaction."
+        )
+    cutoff = _gap_cutoff()
+    key = (connection.vendor, channel, states, limit, lock_messages, cutoff is None)
+    statement = _head_statements.get(key)
+    if statement is None:
+        statement = _head_statements[key] = _head_statement(
+            channel=channel,
+            states=states,
+            limit=limit,
+            lock_messages=lock_messages,
+            with_cutoff=cutoff is not None,
+        )
+    params = list(statement.params)
+    if cutoff is not None:
+        assert statement.cutoff_at is not None
+        params[statement.cutoff_at] = _RECEIVED_AT.get_db_prep_value(cutoff, connection)
+    heads: dict[int, Message] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(statement.sql, params)
+        for row in cursor.fetchall():
+            head = Message.from_db(connection.alias, _HEAD_FIELDS, row[: len(_HEAD_FIELDS)])
+            head.gap = bool(row[statement.gap_at])  # type: ignore[attr-defined]
+            heads[head.pk] = head
+    return heads
+
+
+# What lock_heads loads of a head (in this order: the order of the model's fields).
+_HEAD_FIELDS = ("id", "lane_id")
+_RECEIVED_AT = Message._meta.get_field("received_at")
+# Stands for the gap-wait cutoff while a head statement is compiled; never compared with data.
+_CUTOFF_PLACEHOLDER = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class _HeadStatement:
+    sql: str
+    params: tuple[Any, ...]
+    cutoff_at: int | None  # the position of the gap-wait cutoff among the parameters
+    gap_at: int  # the column of the `gap` annotation
+
+
+# The compiled head statements of this process. Building and compiling the queryset (a
+# correlated NOT EXISTS, a CASE, a row comparison) cost more CPU than running it, every
+# batch; its text depends only on the key, and the cutoff is its one varying parameter.
+# Bounded: the dispatcher's limits never exceed DISPATCH_BATCH_SIZE (the LIMIT is in the text).
+_head_statements: dict[tuple[Any, ...], _HeadStatement] = {}
+
+
+def _head_statement(
+    *, channel: str, states: tuple[str, ...], limit: int, lock_messages: bool, with_cutoff: bool
+) -> _HeadStatement:
     of = ("self", "lane") if lock_messages else ("lane",)
-    return {
-        m.pk: m
-        for m in _heads(states)
+    cutoff = _CUTOFF_PLACEHOLDER if with_cutoff else None
+    query = (
+        _heads(states, cutoff)
         .filter(channel=channel)
         .select_related("lane")
         .select_for_update(skip_locked=True, of=of)
-        .only("id", "lane_id", "lane__id")
+        .only(*_HEAD_FIELDS, "lane__id")
         .order_by("next_attempt_at", "id")[:limit]
-    }
+    ).query
+    compiler = query.get_compiler(connection=connection)
+    sql, params = compiler.as_sql()
+    assert compiler.klass_info is not None
+    assert compiler.klass_info["select_fields"][: len(_HEAD_FIELDS)] == [0, 1]
+    cutoff_at = None
+    if cutoff is not None:
+        placeholder = _RECEIVED_AT.get_db_prep_value(cutoff, connection)
+        (cutoff_at,) = (i for i, p in enumerate(params) if p == placeholder)
+    return _HeadStatement(
+        sql=sql,
+        params=tuple(params),
+        cutoff_at=cutoff_at,
+        gap_at=compiler.annotation_col_map["gap"],
+    )
 
 
 def claim(
@@ -207,13 +286,25 @@ def claim(
     return claimed
 
 
+# What a batch reads of a message's event (gates, hooks, rendering context, lineage rows).
+# The rest (the recipient object, the token, timestamps, intake bookkeeping) is deferred: a
+# row with fewer columns costs less to decode and build. A field read anyway costs one query
+# per message, which tests/delivery/test_query_counts.py would see.
+_EVENT_FIELDS = frozenset(
+    {"id", "uid", "caller", "event_type", "recipient_id", "request_id", "data"}
+)
+_EVENT_DEFERRED = tuple(
+    f"event__{f.name}" for f in Event._meta.concrete_fields if f.name not in _EVENT_FIELDS
+)
+
+
 def hydrate(ids: list[int]) -> list[Message]:
-    """The claimed rows with what sending needs: the event (not its recipient object or
-    token) and each template once per batch, with its current version."""
+    """The claimed rows with what sending needs: of the event only the fields a batch reads
+    (_EVENT_FIELDS), and each template once per batch, with its current version."""
     messages = list(
         Message.objects.filter(pk__in=ids)
         .select_related("event")
-        .defer("event__recipient", "event__pending_token", "event__payload_hash")
+        .defer(*_EVENT_DEFERRED)
         .order_by("next_attempt_at", "id")
     )
     templates = Template.objects.select_related("current_version").in_bulk(

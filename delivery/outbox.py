@@ -5,17 +5,26 @@ message that could be taken at once, its outcome decided in the same transaction
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 
 from audit.models import AuditRecord
 from audit.services import audit_build
-from comcenter.lib.db import db_now, rows_insert
+from comcenter.lib.db import (
+    column,
+    db_now,
+    insert_fields,
+    is_postgres,
+    quote,
+    rows_insert,
+    rows_source,
+)
 from delivery.batch import Decision, ExpansionBatch
 from delivery.hooks import hooks_for
 from delivery.models import ACTIVE_STATES, Lane, Message, MessageState, Route, WorkerLease
@@ -304,24 +313,81 @@ def _event_note(event: Event, kind: str, data: dict[str, Any]) -> AuditRecord:
     )
 
 
-def _lanes_for(events: list[Event], channels: list[str]) -> dict[tuple[str, str, str], Lane]:
-    """The lane of each (caller, ordering key, channel) of `events`, created if missing."""
+_LANE_KEY = ("caller", "ordering_key", "channel")
+LaneKey = tuple[str, str, str]
+
+
+def _lanes_for(events: list[Event], channels: list[str]) -> dict[LaneKey, Lane]:
+    """The lane of each (caller, ordering key, channel) of `events`, created if missing.
+
+    Read as plain rows, not models: one query when every lane exists, one more to create the
+    missing ones (PostgreSQL: INSERT … ON CONFLICT DO NOTHING RETURNING, whose rows come back
+    at once), and a last look for any that a concurrent insert won. The lanes come back as
+    instances with only their key loaded (the callers need their id)."""
     keys = {(event.caller, event.ordering_key, channel) for event in events for channel in channels}
-    callers = {caller for caller, _, _ in keys}
-    ordering_keys = {key for _, key, _ in keys}
-
-    def existing() -> dict[tuple[str, str, str], Lane]:
-        found = Lane.objects.filter(
-            caller__in=callers, ordering_key__in=ordering_keys, channel__in=channels
-        )
-        return {(lane.caller, lane.ordering_key, lane.channel): lane for lane in found}
-
-    lanes = existing()
-    missing = keys - set(lanes)
+    if not keys:  # no route sends on any channel
+        return {}
+    ids = _lane_ids(keys)
+    missing = keys - set(ids)
     if missing:
+        ids.update(_lanes_create(missing))
+        still = missing - set(ids)
+        if still:  # another transaction created them meanwhile (its rows conflicted)
+            ids.update(_lane_ids(still))
+    names = ("id", "caller", "ordering_key", "channel")
+    alias = connection.alias
+    return {key: Lane.from_db(alias, names, (pk, *key)) for key, pk in ids.items()}
+
+
+def _arrays(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Rows as one array per column, the parameters of `rows_source(..., many=True)` (none of
+    a lane's columns is JSON, so no value needs preparing)."""
+    return [list(values) for values in zip(*rows, strict=True)]
+
+
+def _lane_ids(keys: set[LaneKey]) -> dict[LaneKey, int]:
+    if not is_postgres():
+        found = Lane.objects.filter(
+            caller__in={k[0] for k in keys},
+            ordering_key__in={k[1] for k in keys},
+            channel__in={k[2] for k in keys},
+        ).values_list("id", *_LANE_KEY)
+        return {(c, k, ch): pk for pk, c, k, ch in found if (c, k, ch) in keys}
+    match = " AND ".join(f"l.{column(Lane, n)[0]} = w.{column(Lane, n)[0]}" for n in _LANE_KEY)
+    picked = ", ".join(f"w.{column(Lane, n)[0]}" for n in _LANE_KEY)
+    sql = (
+        f"SELECT l.{column(Lane, 'id')[0]}, {picked} "  # noqa: S608
+        f"FROM {quote(Lane._meta.db_table)} l "
+        f"JOIN {rows_source(Lane, 'w', _LANE_KEY, many=True)} ON {match}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _arrays(sorted(keys)))
+        return {(caller, key, channel): pk for pk, caller, key, channel in cursor.fetchall()}
+
+
+def _lanes_create(keys: set[LaneKey]) -> dict[LaneKey, int]:
+    """Insert the lanes of `keys` that no one has inserted; the ids of those this inserted
+    (PostgreSQL; on SQLite, none: the caller looks them up)."""
+    if not is_postgres():
         Lane.objects.bulk_create(
-            [Lane(caller=caller, ordering_key=key, channel=ch) for caller, key, ch in missing],
+            [Lane(caller=caller, ordering_key=key, channel=ch) for caller, key, ch in keys],
             ignore_conflicts=True,
         )
-        lanes = existing()
-    return lanes
+        return {}
+    fields = insert_fields(Lane)
+    names = [f.name for f in fields]
+    defaults = {f.name: f.get_default() for f in fields}
+    rows = [
+        [{**defaults, **dict(zip(_LANE_KEY, key, strict=True))}[n] for n in names]
+        for key in sorted(keys)
+    ]
+    columns = ", ".join(column(Lane, n)[0] for n in names)
+    returned = ", ".join(column(Lane, n)[0] for n in ("id", *_LANE_KEY))
+    sql = (
+        f"INSERT INTO {quote(Lane._meta.db_table)} ({columns}) "  # noqa: S608
+        f"SELECT * FROM {rows_source(Lane, 'w', names, many=True)} "
+        f"ON CONFLICT DO NOTHING RETURNING {returned}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _arrays(rows))
+        return {(caller, key, channel): pk for pk, caller, key, channel in cursor.fetchall()}

@@ -8,6 +8,7 @@ same rows on SQLite, and tests/delivery/test_parity.py compares the two on Postg
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -153,17 +154,17 @@ def transition_pg(
     )
     if attempts:
         fields = [f for f in insert_fields(Attempt) if f.name != "stale"]
+        values = operator.attrgetter(*(f.attname for f in fields))
         params += rows_params(
-            Attempt,
-            [f.name for f in fields],
-            [[getattr(c.attempt, f.attname) for f in fields] for c in attempts],
+            Attempt, [f.name for f in fields], [values(c.attempt) for c in attempts]
         )
     if lineage:
         fields = insert_fields(AuditRecord)
+        values = operator.attrgetter(*(f.attname for f in fields))
         params += rows_params(
             AuditRecord,
             ["id", *[f.name for f in fields]],
-            [[pk] + [getattr(r, f.attname) for f in fields] for pk, r in lineage.items()],
+            [(pk, *values(r)) for pk, r in lineage.items()],
         )
     # Prepared (see comcenter.lib.db.connection_setup): the text is the same for every call
     # of a shape, so PostgreSQL plans it once per connection.

@@ -212,13 +212,40 @@ def validate_source(*, channel: str, subject: str, body: str, html: str) -> None
         raise ValidationError(errors)
 
 
+class _NotPlain(Exception):
+    """Raised by `_frozen` at the first value `_freeze` would refuse."""
+
+
+_PLAIN_SCALARS = (str, bool, int, float)
+
+
+def _frozen(value: Any, depth: int) -> Any:
+    """`_freeze` without building the path of every value (the common case: all plain)."""
+    if value is None or isinstance(value, _PLAIN_SCALARS):
+        return value
+    if depth >= MAX_CONTEXT_DEPTH:
+        raise _NotPlain
+    if isinstance(value, dict):
+        frozen = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _NotPlain
+            frozen[key] = _frozen(item, depth + 1)
+        return types.MappingProxyType(frozen)
+    if isinstance(value, list):
+        return tuple([_frozen(item, depth + 1) for item in value])
+    raise _NotPlain
+
+
 def _freeze(value: Any, path: str, depth: int) -> Any:
     """A read-only copy of plain JSON-like data; anything else is refused.
 
     Model instances, requests, settings, callables: none may reach a template, whatever a
     caller passes. Mappings become read-only proxies and lists tuples, so a template cannot
-    call a mutating method on the data (Django calls argument-less methods it looks up)."""
-    if value is None or isinstance(value, (str, bool, int, float)):
+    call a mutating method on the data (Django calls argument-less methods it looks up).
+    Renders copy with `_frozen`, which skips the path; this runs only to name what it
+    refused."""
+    if value is None or isinstance(value, _PLAIN_SCALARS):
         return value
     if depth >= MAX_CONTEXT_DEPTH:
         raise RenderError(f"the context is nested deeper than {MAX_CONTEXT_DEPTH} levels")
@@ -240,7 +267,10 @@ def _freeze(value: Any, path: str, depth: int) -> Any:
 def _plain_context(context: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(context, dict):
         raise RenderError("the context must be an object")
-    frozen = _freeze(context, "", 0)
+    try:
+        frozen = _frozen(context, 0)
+    except _NotPlain:
+        frozen = _freeze(context, "", 0)  # raises the RenderError that names the value
     # The top level stays a dict: Django writes loop and `cycle ... as` variables into it.
     return dict(frozen)
 

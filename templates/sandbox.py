@@ -135,7 +135,10 @@ class MeteredNode(Node):
 
     def render(self, context: Any) -> str:
         output = self.inner.render(context)
-        budget_of(context).charge_output(len(output))
+        budget = getattr(context, "budget", None)
+        if type(budget) is not RenderBudget:  # the common case inlined; budget_of() says why
+            budget = budget_of(context)
+        budget.charge_output(len(output))
         return output
 
     def __repr__(self) -> str:

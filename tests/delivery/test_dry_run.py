@@ -115,7 +115,7 @@ def test_it_waits_for_a_missing_predecessor_then_records_the_gap(email_only, acc
     waiting = Message.objects.get(event=third)
     assert waiting.state == MessageState.PENDING
 
-    Message.objects.filter(pk=waiting.pk).update(gap_until=timezone.now())
+    Message.objects.filter(pk=waiting.pk).update(gap_until=timezone.now() - timedelta(seconds=1))
     run_pump()
 
     assert _lineage(waiting) == [

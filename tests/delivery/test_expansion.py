@@ -6,8 +6,8 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from audit.models import AuditRecord
-from delivery.models import Message
-from delivery.outbox import outbox_consume
+from delivery.models import Lane, Message
+from delivery.outbox import outbox_consume, outbox_expand
 from events.models import Event, OutboxState
 from events.services import event_accept
 from templates.services import template_create
@@ -56,6 +56,17 @@ def test_it_records_an_event_type_without_routes(routes, accept):
     run_pump()
 
     assert not Message.objects.filter(event=event).exists()
+    assert AuditRecord.objects.filter(event_uid=event.uid, kind="delivery.no_route").exists()
+    event.refresh_from_db()
+    assert event.outbox_state == OutboxState.DONE
+
+
+def test_it_consumes_events_when_no_route_is_enabled_on_any_channel(db, accept):
+    event = accept(sequence=1)
+
+    assert outbox_expand() == 1
+
+    assert not Lane.objects.exists()
     assert AuditRecord.objects.filter(event_uid=event.uid, kind="delivery.no_route").exists()
     event.refresh_from_db()
     assert event.outbox_state == OutboxState.DONE
@@ -146,3 +157,32 @@ def test_it_records_the_hand_off_in_the_message_rows_and_only_alone_without_a_me
     kinds = AuditRecord.objects.filter(event_uid=unrouted.uid).values_list("kind", flat=True)
     assert list(kinds) == ["event.received", "delivery.no_route", "outbox.handed_off"]
     assert Event.objects.filter(pk__in=[routed.pk, unrouted.pk], outbox_state="done").count() == 2
+
+
+def test_it_puts_messages_in_the_lanes_of_their_key_and_channel_creating_only_new_ones(
+    routes, accept
+):
+    first = accept(ordering_key="k-1")
+    outbox_expand()
+    lanes = {(lane.ordering_key, lane.channel): lane.pk for lane in Lane.objects.all()}
+    done = Lane.objects.filter(ordering_key="k-1", channel="sms").update(done_sequence=4)
+    again, other = accept(ordering_key="k-1"), accept(ordering_key="k-2")
+    outbox_expand()
+
+    assert set(lanes) == {("k-1", "email"), ("k-1", "sms")}
+    assert done == 1
+    placed = {
+        (m.event_id, m.channel): (m.lane.ordering_key, m.lane.channel, m.lane.pk)
+        for m in Message.objects.select_related("lane")
+    }
+    for event in (first, again):
+        for channel in ("email", "sms"):
+            assert placed[(event.pk, channel)] == ("k-1", channel, lanes[("k-1", channel)])
+    assert {placed[(other.pk, c)][:2] for c in ("email", "sms")} == {
+        ("k-2", "email"),
+        ("k-2", "sms"),
+    }
+    assert Lane.objects.count() == 4
+    # An existing lane is reused as it is, not reset.
+    assert Lane.objects.get(ordering_key="k-1", channel="sms").done_sequence == 4
+    assert Lane.objects.get(ordering_key="k-2", channel="sms").done_sequence == 0

@@ -21,7 +21,7 @@ def _seq_3_waiting_past_its_gap_wait(accept):
     accept(sequence=1, ordering_key="k")
     third = accept(sequence=3, ordering_key="k")
     run_pump()
-    Message.objects.filter(event=third).update(gap_until=timezone.now())
+    Message.objects.filter(event=third).update(gap_until=timezone.now() - timedelta(seconds=1))
     return third
 
 
@@ -65,7 +65,7 @@ def test_it_waits_for_a_missing_predecessor_then_records_the_gap(
     assert waiting.state == "pending"
     assert waiting.gap_until >= waiting.received_at + timedelta(seconds=10)
 
-    Message.objects.filter(pk=waiting.pk).update(gap_until=timezone.now())
+    Message.objects.filter(pk=waiting.pk).update(gap_until=timezone.now() - timedelta(seconds=1))
     run_pump()
 
     assert _subjects(smtp_server) == ["Seq 1", "Seq 3"]
@@ -147,7 +147,7 @@ def test_it_never_claims_two_messages_of_a_key(email_only, accept):
     second = accept(sequence=2, ordering_key="k")
     third = accept(sequence=3, ordering_key="k")
     outbox_consume()
-    Message.objects.update(gap_until=timezone.now())
+    Message.objects.update(gap_until=timezone.now() - timedelta(seconds=1))
 
     claimed = claim(channel="email", limit=10, paused=False)
 
@@ -174,7 +174,9 @@ def test_it_orders_keys_of_different_callers_independently(email_only, accept, l
 def test_recovering_a_lost_claim_keeps_a_newer_claim_of_the_key_in_flight(email_only, accept):
     lost = accept(sequence=2, ordering_key="k")
     outbox_consume()
-    Message.objects.filter(event=lost).update(gap_until=timezone.now())
+    # Over (a second ago: SQLite's Now() has milliseconds, so "now" in microseconds can
+    # still be ahead of it when the claim runs in the same millisecond).
+    Message.objects.filter(event=lost).update(gap_until=timezone.now() - timedelta(seconds=1))
     (claimed,) = claim(channel="email", limit=10, paused=False)
     # Its worker died; the lease ran out, and a late sequence 1 was claimed meanwhile.
     Message.objects.filter(pk=claimed.pk).update(lease_until=timezone.now() - timedelta(seconds=1))

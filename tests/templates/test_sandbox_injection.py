@@ -89,6 +89,34 @@ def test_it_refuses_non_text_keys():
         render_parts(channel="sms", subject="", body="x", html="", context={"v": {1: "a"}})
 
 
+def test_it_names_where_in_the_data_it_found_what_it_refuses():
+    context = {"ok": [1, {"a": None}], "v": {"list": ["x", {"deep": {2, 3}}]}}
+    with pytest.raises(RenderError, match=r"the context value 'v\.list\.1\.deep' is a set"):
+        render_parts(channel="sms", subject="", body="x", html="", context=context)
+    with pytest.raises(RenderError, match=r"non-text key under 'v\.inner'"):
+        render_parts(
+            channel="sms", subject="", body="x", html="", context={"v": {"inner": {3: "a"}}}
+        )
+
+
+def test_it_hands_the_template_a_read_only_copy_of_the_data():
+    data = {"items": ["a", "b"], "who": {"name": "Ada"}}
+    rendered = render_parts(
+        channel="sms",
+        subject="",
+        # Django calls an argument-less method it looks up: on a copy that has none.
+        body=(
+            "{% if items.pop or who.clear %}mutable{% endif %}"
+            "{{ who.name }}: {% for i in items %}{{ i }}{% endfor %}"
+        ),
+        html="",
+        context=data,
+    )
+
+    assert rendered.text == "Ada: ab"
+    assert data == {"items": ["a", "b"], "who": {"name": "Ada"}}
+
+
 @pytest.mark.parametrize(
     "source",
     [
