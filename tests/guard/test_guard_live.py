@@ -194,6 +194,7 @@ def test_it_trips_on_queue_depth_with_dispatch_held(
     settings.GUARD_QUEUE_WINDOW_SECONDS = 2
     settings.GUARD_QUEUE_BASELINE_SECONDS = 2
     settings.GUARD_QUEUE_FLOOR = 3
+    _live_sending()  # in dry run the expansion would decide the messages at once
     statuses = _parallel(
         [lambda i=i: _post_event(web, alice_live.token, f"q-{i}") for i in range(10)]
     )
