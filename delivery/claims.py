@@ -301,6 +301,8 @@ _EVENT_DEFERRED = tuple(
 def hydrate(ids: list[int]) -> list[Message]:
     """The claimed rows with what sending needs: of the event only the fields a batch reads
     (_EVENT_FIELDS), and each template once per batch, with its current version."""
+    if not ids:  # an idle pass: building the two queries would cost more than the heads
+        return []
     messages = list(
         Message.objects.filter(pk__in=ids)
         .select_related("event")
