@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
-import shutil
 import statistics
 import sys
 import tempfile
 from typing import Any
 
 from bench.handler_cost import _round
-from bench.stack import PostgresCluster
+from bench.inprocess import django_on_private_cluster, intake_token
 
 VARIANTS = {
     "all_off": "MVSRN",
@@ -64,39 +62,19 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=40)
     parser.add_argument("--requests", type=int, default=100)
     args = parser.parse_args()
-    metrics_dir = tempfile.mkdtemp(prefix="ack-levers-metrics-")
+    # Removed with this object, when the process ends however it ends (its finalizer).
+    metrics = tempfile.TemporaryDirectory(prefix="ack-levers-metrics-")
+    metrics_dir = metrics.name
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before prometheus_client loads
-    cluster = PostgresCluster()
-    cluster.start()
-    try:
-        os.environ.update(
-            DATABASE_URL=cluster.create_database("ack_levers"),
-            SECRET_KEY="bench-" + secrets.token_urlsafe(40),
-            AUDIT_KEY="bench-" + secrets.token_urlsafe(40),
-            DJANGO_SETTINGS_MODULE="comcenter.settings",
-            ENV_FILE="",
-            ALLOWED_HOSTS="127.0.0.1",
-            LOG_LEVEL="WARNING",
-            THROTTLE_INTAKE="1000000/s",
-        )
-        import django
-
-        django.setup()
+    with django_on_private_cluster("ack_levers", THROTTLE_INTAKE="1000000/s"):
         from django.conf import settings
         from django.core.handlers.wsgi import WSGIHandler
-        from django.core.management import call_command
         from rest_framework.views import APIView
 
         from comcenter.lib import wsgi_routing
         from events import apis, intake
-        from events.services import event_type_ensure
-        from identity.auth import issue_access_token
-        from identity.services import service_account_create
 
-        call_command("migrate", verbosity=0)
-        event_type_ensure(name="deadline_soon")
-        account, _ = service_account_create(name="cost", scopes=["events:write"])
-        token = str(issue_access_token(account, ["events:write"]))
+        token = intake_token()
 
         class DjangoPrometheusChain(wsgi_routing._ApiHandler):
             """The API chain as it was: django_prometheus's pair instead of the replacement."""
@@ -153,9 +131,6 @@ def main() -> None:
             for name, off in VARIANTS.items()
         }
         switch("")
-    finally:
-        cluster.stop()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
     base = statistics.median(costs["all_off"])
     for name, values in costs.items():
         median = statistics.median(values)

@@ -18,15 +18,13 @@ import argparse
 import io
 import json
 import os
-import secrets
-import shutil
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.stack import PostgresCluster
+from bench.inprocess import django_on_private_cluster, intake_token
 
 
 def wsgi_environ(
@@ -94,37 +92,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--multiprocess-metrics", action="store_true")
     args = parser.parse_args()
-    metrics_dir = tempfile.mkdtemp(prefix="handler-cost-metrics-")
+    # Removed with this object, when the process ends however it ends (its finalizer).
+    metrics = tempfile.TemporaryDirectory(prefix="handler-cost-metrics-")
+    metrics_dir = metrics.name
     if args.multiprocess_metrics:  # before prometheus_client is imported
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    cluster = PostgresCluster()
-    cluster.start()
-    try:
-        os.environ.update(
-            DATABASE_URL=cluster.create_database("handler_cost"),
-            SECRET_KEY="bench-" + secrets.token_urlsafe(40),
-            AUDIT_KEY="bench-" + secrets.token_urlsafe(40),
-            DJANGO_SETTINGS_MODULE="comcenter.settings",
-            ENV_FILE="",
-            ALLOWED_HOSTS="127.0.0.1",
-            LOG_LEVEL="WARNING",
-            THROTTLE_INTAKE="1000000/s",
-        )
-        import django
-
-        django.setup()
-        from django.core.management import call_command
+    with django_on_private_cluster("handler_cost", THROTTLE_INTAKE="1000000/s"):
         from django.core.wsgi import get_wsgi_application
 
         from comcenter.lib.wsgi_routing import routed_application
-        from events.services import event_type_ensure
-        from identity.auth import issue_access_token
-        from identity.services import service_account_create
 
-        call_command("migrate", verbosity=0)
-        event_type_ensure(name="deadline_soon")
-        account, _ = service_account_create(name="cost", scopes=["events:write"])
-        token = str(issue_access_token(account, ["events:write"]))
+        token = intake_token()
         handlers = {"full": get_wsgi_application(), "api": routed_application()}
         for name, app in handlers.items():  # warm-up: imports, connections, caches
             _round(app, token, prefix=f"w-{name}", requests=50)
@@ -132,9 +110,6 @@ def main() -> None:
         for n in range(args.rounds):
             for name, app in handlers.items():
                 costs[name].append(_round(app, token, prefix=f"{name}-{n}", requests=args.requests))
-    finally:
-        cluster.stop()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
     full, api = (statistics.median(costs[name]) for name in ("full", "api"))
     print(
         json.dumps(

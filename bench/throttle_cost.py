@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
 import time
 from typing import Any
 
 from bench.handler_cost import _round
-from bench.stack import PostgresCluster
+from bench.inprocess import django_on_private_cluster, intake_token
 
 CAPS = [1, 8, 16, 32]
 
@@ -36,34 +35,11 @@ def main() -> None:
     args = parser.parse_args()
     if not os.environ.get("REDIS_URL"):
         raise SystemExit("set REDIS_URL: the figure is the round trip to a real Redis")
-    cluster = PostgresCluster()
-    cluster.start()
-    try:
-        os.environ.update(
-            DATABASE_URL=cluster.create_database("throttle_cost"),
-            SECRET_KEY="bench-" + secrets.token_urlsafe(40),
-            AUDIT_KEY="bench-" + secrets.token_urlsafe(40),
-            DJANGO_SETTINGS_MODULE="comcenter.settings",
-            ENV_FILE="",
-            ALLOWED_HOSTS="127.0.0.1",
-            LOG_LEVEL="WARNING",
-            THROTTLE_INTAKE="1000000/s",
-        )
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
+    with django_on_private_cluster("throttle_cost", THROTTLE_INTAKE="1000000/s"):
         from comcenter.lib.wsgi_routing import routed_application
-        from events.services import event_type_ensure
         from identity import throttles
-        from identity.auth import issue_access_token
-        from identity.services import service_account_create
 
-        call_command("migrate", verbosity=0)
-        event_type_ensure(name="deadline_soon")
-        account, _ = service_account_create(name="cost", scopes=["events:write"])
-        token = str(issue_access_token(account, ["events:write"]))
+        token = intake_token()
         spent = [0.0, 0]
         allow_request = throttles.IntakeThrottle.allow_request
 
@@ -85,8 +61,6 @@ def main() -> None:
                 spent[:] = [0.0, 0]
                 request[cap].append(_round(app, token, prefix=f"{cap}-{n}", requests=args.requests))
                 throttle[cap].append(spent[0] * 1e6 / spent[1])
-    finally:
-        cluster.stop()
     print(
         json.dumps(
             {

@@ -16,12 +16,11 @@ import argparse
 import cProfile
 import io
 import json
-import os
 import pstats
-import secrets
 import time
 
-from bench.stack import PostgresCluster, RedisServer
+from bench.inprocess import django_on_private_cluster
+from bench.stack import RedisServer
 
 
 def main() -> None:
@@ -29,51 +28,37 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=100)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    cluster, redis_server = PostgresCluster(), RedisServer()
-    cluster.start()
+    redis_server = RedisServer()
     redis_server.start()
     try:
-        os.environ.update(
-            DATABASE_URL=cluster.create_database("tick_cost"),
-            REDIS_URL=redis_server.url(),
-            SECRET_KEY="bench-" + secrets.token_urlsafe(40),
-            AUDIT_KEY="bench-" + secrets.token_urlsafe(40),
-            DJANGO_SETTINGS_MODULE="comcenter.settings",
-            ENV_FILE="",
-            LOG_LEVEL="WARNING",
-        )
-        import django
+        with django_on_private_cluster("tick_cost", REDIS_URL=redis_server.url()):
+            from django.conf import settings
+            from django.core.management import call_command
+            from django.utils.module_loading import import_string
 
-        django.setup()
-        from django.conf import settings
-        from django.core.management import call_command
-        from django.utils.module_loading import import_string
+            from delivery.tasks import TICK_PASS_BUDGET, tick_pass
 
-        from delivery.tasks import TICK_PASS_BUDGET, tick_pass
+            call_command("load_demo", stdout=io.StringIO())  # it prints a demo secret
+            hooks = [import_string(path) for path in settings.TICKER_HOOKS]
 
-        call_command("migrate", verbosity=0)
-        call_command("load_demo", stdout=io.StringIO())  # it prints a demo secret
-        hooks = [import_string(path) for path in settings.TICKER_HOOKS]
+            def one_pass() -> None:
+                tick_pass(budget_seconds=TICK_PASS_BUDGET)
+                for hook in hooks:
+                    hook()
 
-        def one_pass() -> None:
-            tick_pass(budget_seconds=TICK_PASS_BUDGET)
-            for hook in hooks:
-                hook()
-
-        for _ in range(20):  # warm-up: imports, connections, compiled statements
-            one_pass()
-        started = time.process_time()
-        for _ in range(args.passes):
-            one_pass()
-        per_pass = (time.process_time() - started) * 1000 / args.passes
-        profiler = cProfile.Profile(time.process_time) if args.profile else None
-        if profiler is not None:
-            profiler.enable()
+            for _ in range(20):  # warm-up: imports, connections, compiled statements
+                one_pass()
+            started = time.process_time()
             for _ in range(args.passes):
                 one_pass()
-            profiler.disable()
+            per_pass = (time.process_time() - started) * 1000 / args.passes
+            profiler = cProfile.Profile(time.process_time) if args.profile else None
+            if profiler is not None:
+                profiler.enable()
+                for _ in range(args.passes):
+                    one_pass()
+                profiler.disable()
     finally:
-        cluster.stop()
         redis_server.stop()
     print(json.dumps({"passes": args.passes, "cpu_ms_per_idle_pass": round(per_pass, 2)}))
     if profiler is not None:

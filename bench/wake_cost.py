@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
 import threading
 import time
 
 from bench.handler_cost import _round
-from bench.stack import PostgresCluster
+from bench.inprocess import django_on_private_cluster, intake_token
 
 
 def main() -> None:
@@ -38,35 +37,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--window", type=float, default=0.05)
     args = parser.parse_args()
-    cluster = PostgresCluster()
-    cluster.start()
-    try:
-        os.environ.update(
-            DATABASE_URL=cluster.create_database("wake_cost"),
-            SECRET_KEY="bench-" + secrets.token_urlsafe(40),
-            DJANGO_SETTINGS_MODULE="comcenter.settings",
-            ENV_FILE="",
-            ALLOWED_HOSTS="127.0.0.1",
-            LOG_LEVEL="WARNING",
-            THROTTLE_INTAKE="1000000/s",
-        )
-        import django
-
-        django.setup()
+    with django_on_private_cluster("wake_cost", THROTTLE_INTAKE="1000000/s"):
         from django.conf import settings
-        from django.core.management import call_command
 
         from comcenter.lib.wsgi_routing import routed_application
         from events import services as event_services
         from events.handoff import outbox_wake_consumed, outbox_wake_stop
-        from events.services import event_type_ensure
-        from identity.auth import issue_access_token
-        from identity.services import service_account_create
 
-        call_command("migrate", verbosity=0)
-        event_type_ensure(name="deadline_soon")
-        account, _ = service_account_create(name="cost", scopes=["events:write"])
-        token = str(issue_access_token(account, ["events:write"]))
+        token = intake_token()
         app = routed_application()
         windows = {"inline": 0.0, "coalesced": args.window}
         for name, window in windows.items():  # warm-up: imports, connections, caches
@@ -100,8 +78,6 @@ def main() -> None:
         outbox_wake_stop()
         # A marker left in a Redis that a cluster also uses would hold its wake-ups back.
         outbox_wake_consumed()
-    finally:
-        cluster.stop()
     inline, coalesced = (statistics.median(costs[name]) for name in windows)
     print(
         json.dumps(

@@ -20,12 +20,11 @@ import io
 import json
 import os
 import pstats
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.stack import PostgresCluster
+from bench.inprocess import django_on_private_cluster
 
 
 def _timed(work: Callable[[], Any], profiler: cProfile.Profile | None) -> float:
@@ -43,21 +42,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    cluster = PostgresCluster()
-    cluster.start()
-    try:
-        os.environ.update(
-            DATABASE_URL=cluster.create_database("worker_cost"),
-            SECRET_KEY="bench-" + secrets.token_urlsafe(40),
-            AUDIT_KEY="bench-" + secrets.token_urlsafe(40),
-            DJANGO_SETTINGS_MODULE="comcenter.settings",
-            ENV_FILE="",
-            LOG_LEVEL="WARNING",
-        )
-        os.environ.pop("REDIS_URL", None)
-        import django
-
-        django.setup()
+    os.environ.pop("REDIS_URL", None)  # the embedded cache and broker: no Redis to count
+    with django_on_private_cluster("worker_cost"):
         from django.core.management import call_command
         from django.db import connection
 
@@ -68,7 +54,6 @@ def main() -> None:
         from events.intake import validate_event
         from events.services import event_accept
 
-        call_command("migrate", verbosity=0)
         call_command("load_demo", stdout=io.StringIO())  # it prints a demo secret
         with connection.cursor() as cursor:
             cursor.execute("SELECT max(id) FROM audit_auditrecord")
@@ -103,8 +88,6 @@ def main() -> None:
             kinds = dict(cursor.fetchall())
             cursor.execute("SELECT state, count(*) FROM delivery_message GROUP BY state")
             states = dict(cursor.fetchall())
-    finally:
-        cluster.stop()
     events = len(new)
     print(
         json.dumps(

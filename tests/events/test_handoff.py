@@ -7,32 +7,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from django.db import transaction
 from django.utils import timezone
-from django_q.brokers import get_broker
 
 from events import handoff
 from events.models import Event, OutboxState
-
-
-@pytest.fixture
-def broker():
-    broker = get_broker()
-    broker.purge_queue()
-    yield broker
-    broker.purge_queue()
-
-
-def queued_funcs(broker) -> list[str]:
-    from django_q.signing import SignedPackage
-
-    funcs = []
-    while (task := broker.dequeue()) is not None:
-        for ack_id, payload in task:
-            funcs.append(SignedPackage.loads(payload)["func"])
-            broker.acknowledge(ack_id)
-    return funcs
+from tests.events.conftest import queued_funcs
 
 
 def test_it_wakes_the_consumer_after_commit(

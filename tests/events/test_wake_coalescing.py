@@ -17,28 +17,10 @@ import pytest
 from django.core.cache import cache
 from django.db import connections
 from django.db.backends.signals import connection_created
-from django_q.brokers import Broker, get_broker
-from django_q.signing import SignedPackage
 
 from events import handoff
 from events.models import Event, OutboxState
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    broker = get_broker()
-    broker.purge_queue()
-    yield broker
-    broker.purge_queue()
-
-
-def queued_funcs(broker: Broker) -> list[str]:
-    funcs = []
-    while (task := broker.dequeue()) is not None:
-        for ack_id, payload in task:
-            funcs.append(SignedPackage.loads(payload)["func"])
-            broker.acknowledge(ack_id)
-    return funcs
+from tests.events.conftest import queued_funcs
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float = 15.0) -> Any:
