@@ -68,6 +68,12 @@ LEASE_MARGIN_CALLS = 3
 MAX_ERROR_LENGTH = 500
 
 
+def dry_run_now() -> bool:
+    """Whether a batch taken now is a dry-run batch: sends off and dispatch not paused. The
+    dispatcher chooses its batch by it, and the expansion decides new messages at once by it."""
+    return flag_is_on("DISABLE_SEND") and not flag_is_on("DISPATCH_PAUSED")
+
+
 def call_timeout() -> float:
     """The provider deadline per network operation: well inside the lease (PITFALLS: a call
     that outlives its lease breaks per-key order even if its result write is fenced)."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import transaction
 
-from delivery.batch import Batch, BatchResult, DryRunBatch
+from delivery.batch import Batch, BatchResult, DryRunBatch, dry_run_now
 from delivery.circuit import circuit_state
 from delivery.claims import (
     claim,
@@ -36,10 +36,10 @@ def dispatch_batch(
     are live, so a batch never claims more than it may send. The claims name `liveness`
     (delivery/liveness.py) and the batch stops sending once it is lost."""
     limit = limit or settings.DISPATCH_BATCH_SIZE
-    paused = flag_is_on("DISPATCH_PAUSED")
     provider = provider_for(channel)
-    if not paused and flag_is_on("DISABLE_SEND"):
+    if dry_run_now():
         return _dry_run_batch(channel=channel, limit=limit, provider=provider)
+    paused = flag_is_on("DISPATCH_PAUSED")
     probe = False
     if not paused:
         circuit = circuit_state(provider=provider.name)

@@ -25,14 +25,13 @@ from comcenter.lib.db import (
     rows_insert,
     rows_source,
 )
-from delivery.batch import Decision, ExpansionBatch
+from delivery.batch import Decision, ExpansionBatch, dry_run_now
 from delivery.hooks import hooks_for
 from delivery.models import ACTIVE_STATES, Lane, Message, MessageState, Route, WorkerLease
 from delivery.providers.registry import provider_for
 from events.handoff import outbox_wake_consumed
 from events.models import Event, EventStatus, OutboxState
 from events.services import event_mark_handed_off
-from flags.services import flag_is_on
 from templates.models import Template
 from templates.selectors import template_for
 
@@ -167,7 +166,7 @@ def _expand(events: list[Event]) -> set[int]:
                 ],
             )
         )
-    decided = _decide_at_once(steps) if _dry_run_now() else {}
+    decided = _decide_at_once(steps) if dry_run_now() else {}
     messages = [m for made, _ in steps for m in made]
     rows_insert(Message, messages)
     notes.extend(_message_row(m, decided.get(id(m))) for m in messages)
@@ -188,11 +187,6 @@ def _expand(events: list[Event]) -> set[int]:
             done_sequence=sequence
         )
     return {m.event_id for m in messages}
-
-
-def _dry_run_now() -> bool:
-    """Whether a dispatch batch would be a dry-run batch now (see dispatch_batch)."""
-    return flag_is_on("DISABLE_SEND") and not flag_is_on("DISPATCH_PAUSED")
 
 
 def _decide_at_once(

@@ -106,7 +106,7 @@ def sms_only(routes: dict[str, Template]) -> Template:
 def pending_expansion(monkeypatch: pytest.MonkeyPatch) -> None:
     """Expansion inserts every message pending, as it does for one not claimable at once
     (or with sends on): for tests of what a dry-run batch or the ticker does with it."""
-    monkeypatch.setattr(outbox, "_dry_run_now", lambda: False)
+    monkeypatch.setattr(outbox, "dry_run_now", lambda: False)
 
 
 @pytest.fixture

@@ -200,7 +200,7 @@ def test_it_applies_every_gate_in_dry_run(
     routes, email_only, accept, setup, state, last_error, at_expansion, monkeypatch
 ):
     if not at_expansion:
-        monkeypatch.setattr(outbox, "_dry_run_now", lambda: False)
+        monkeypatch.setattr(outbox, "dry_run_now", lambda: False)
     event = setup(accept, routes)
 
     run_pump()

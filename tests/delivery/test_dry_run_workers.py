@@ -121,7 +121,7 @@ def test_expansion_leaves_the_lanes_of_a_dry_run_batch_in_progress_to_it(
     email_only, accept, monkeypatch
 ):
     decide_at_expansion = [False]
-    monkeypatch.setattr(outbox, "_dry_run_now", lambda: decide_at_expansion[0])
+    monkeypatch.setattr(outbox, "dry_run_now", lambda: decide_at_expansion[0])
     accept(sequence=1, ordering_key="busy", recipient=_recipient(0))
     outbox_consume()  # pending: the batch below takes it
     decide_at_expansion[0] = True
