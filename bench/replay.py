@@ -40,7 +40,9 @@ cost, which are reported, not asserted.
 Knobs: BENCH_EVENTS, BENCH_RATE, BENCH_MODE (replay|max|soak), BENCH_SERVER, BENCH_STACK,
 BENCH_WEB_WORKERS (4), BENCH_Q_WORKERS (2; 0 measures the acknowledgement path alone: no
 cluster, no delivery checks), BENCH_FLOOR (1; 0 skips the floor), BENCH_FLOOR_EVENTS (5,000),
-BENCH_DRAIN_TIMEOUT (600 s), BENCH_WARMUP (500 requests); for max mode BENCH_MAX_START
+BENCH_DRAIN_TIMEOUT (600 s), BENCH_WARMUP (500 requests), BENCH_PG_STATEMENTS (0; 1 loads
+pg_stat_statements into the private cluster, planning counted, and the replay mode adds the
+measured window's top statements per event as `pg_statements`); for max mode BENCH_MAX_START
 (300/s), BENCH_STEP_SECONDS (20), BENCH_MAX_SECONDS (1200), BENCH_P95_LIMIT_MS (120); for soak
 mode BENCH_SOAK_SECONDS (1,800) and BENCH_SOAK_WINDOW (60 s).
 """
@@ -62,7 +64,14 @@ from typing import Any
 from bench import cpu, harness
 from bench.checks import database_checks, judge_answers, wait_for_drain
 from bench.loadgen import nearest_rank, replay
-from bench.stack import Stack, free_port, private_stack, shared_stack
+from bench.stack import (
+    Stack,
+    free_port,
+    private_stack,
+    shared_stack,
+    statements_reset,
+    statements_top,
+)
 from bench.workload import Request, generate
 from comcenter.run import DEFAULT_WEB_SERVER
 
@@ -313,10 +322,14 @@ def mode_replay(run: Run) -> dict[str, Any]:
     run.step(run_id=f"{run.id}w", events=warmup, rate=rate, label="warm-up")
     run.drain()
     # The measured window: from the first request to the last message final.
+    if run.stack.statements:
+        statements_reset(run.stack.database_url)
     window = Measured(run.components())
     step, _ = run.step(run_id=run.id, events=events, rate=rate, label="replay ")
     drained = run.drain()
     step["cpu_ms_per_event"] = window.per_event(step["events"])
+    if run.stack.statements:  # read before the checks' own queries
+        step["pg_statements"] = statements_top(run.stack.database_url, events=step["events"])
     return {**step, "warmup_events": warmup, **drained, **run.checks()}
 
 
@@ -433,8 +446,11 @@ def open_stack() -> Stack:
     own; shared: the servers of DATABASE_URL and REDIS_URL (defaults: the local standard
     ports, database comcenter_bench, Redis db 6)."""
     kind = os.environ.get("BENCH_STACK", "private")
+    statements = bool(_int("BENCH_PG_STATEMENTS", 0))
     if kind == "private":
-        return private_stack()
+        return private_stack(statements=statements)
+    if statements:
+        raise SystemExit("BENCH_PG_STATEMENTS needs the private stack (its server settings)")
     if kind == "shared":
         return shared_stack(
             os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/comcenter_bench"),
@@ -556,6 +572,14 @@ def print_summary(result: dict[str, Any], path: Path) -> None:
         )
         if name in result
     ]
+    if "pg_statements" in result:
+        profile = result["pg_statements"]
+        rows.append(
+            (
+                "pg statements per event",
+                {k: profile[k] for k in profile if k.endswith("_per_event")},
+            )
+        )
     if "floor" in result:
         rows.append(("floor p95_ack_ms", result["floor"]["p95_ack_ms"]))
         rows.append(("floor cpu_ms_per_event", result["floor"]["cpu_ms_per_event"]))

@@ -36,6 +36,16 @@ POSTGRES_SETTINGS = (
     "max_wal_size",
     "checkpoint_timeout",
     "max_connections",
+    "shared_preload_libraries",
+)
+
+# BENCH_PG_STATEMENTS=1: the settings that make the cluster count its statements
+# (pg_stat_statements, planning included: the parse and plan of statements that are not
+# prepared is a share of the database's CPU that execution times alone do not show).
+STATEMENT_SETTINGS = (
+    "shared_preload_libraries=pg_stat_statements",
+    "pg_stat_statements.track=all",
+    "pg_stat_statements.track_planning=on",
 )
 
 
@@ -69,6 +79,8 @@ class PostgresCluster:
 
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cc-bench-pg-")))
     port: int = field(default_factory=free_port)
+    # Extra `-c name=value` settings of the server (e.g. STATEMENT_SETTINGS).
+    options: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -115,6 +127,7 @@ class PostgresCluster:
                 "listen_addresses=127.0.0.1",
                 "-c",
                 f"unix_socket_directories={self.directory}",
+                *(arg for option in self.options for arg in ("-c", option)),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -259,6 +272,8 @@ class Stack:
     settings: dict[str, object]
     cluster: PostgresCluster | None = None
     redis: RedisServer | None = None
+    # The cluster counts statements (private_stack(statements=True)).
+    statements: bool = False
 
     def close(self) -> None:
         for server in (self.cluster, self.redis):
@@ -266,14 +281,22 @@ class Stack:
                 server.stop()
 
 
-def private_stack() -> Stack:
-    """A new PostgreSQL cluster and Redis server for this run alone (stopped by `close`)."""
-    cluster, redis_server = PostgresCluster(), RedisServer()
+def private_stack(*, statements: bool = False) -> Stack:
+    """A new PostgreSQL cluster and Redis server for this run alone (stopped by `close`);
+    with `statements`, the cluster counts the statements of the run's database
+    (statements_reset, statements_top)."""
+    cluster = PostgresCluster(options=STATEMENT_SETTINGS if statements else ())
+    redis_server = RedisServer()
     try:
         cluster.start()
         redis_server.start()
         database_url = cluster.create_database("comcenter_bench")
         floor_url = cluster.create_database("floor")
+        if statements:
+            import psycopg
+
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION pg_stat_statements")
     except BaseException:
         cluster.stop()
         redis_server.stop()
@@ -288,6 +311,7 @@ def private_stack() -> Stack:
         settings={"postgres": postgres_settings(database_url), "redis": redis_server.settings()},
         cluster=cluster,
         redis=redis_server,
+        statements=statements,
     )
 
 
@@ -318,3 +342,59 @@ def shared_stack(database_url: str, redis_url: str) -> Stack:
         pids={},
         settings={"postgres": postgres_settings(database_url)},
     )
+
+
+def statements_reset(database_url: str) -> None:
+    """Forget the statements counted so far (the cluster's, all databases)."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+
+
+# Of the run's database only: the floor's statements and the bench's own checks on other
+# connections are in other databases or after the window.
+_TOP_STATEMENTS = """
+SELECT query, calls, rows, total_plan_time, total_exec_time, wal_records, wal_bytes
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+ORDER BY total_plan_time + total_exec_time DESC
+LIMIT %s
+"""
+
+
+def statements_top(database_url: str, *, events: int, limit: int = 40) -> dict[str, object]:
+    """The `limit` statements of the run's database that took the most time (planning plus
+    execution) since statements_reset, with per-event figures over `events`, and the totals
+    of all of them."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(_TOP_STATEMENTS, [limit]).fetchall()
+        totals = conn.execute(
+            "SELECT count(*), sum(calls), sum(total_plan_time), sum(total_exec_time), "
+            "sum(wal_records) FROM pg_stat_statements WHERE dbid = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchone()
+    per = max(events, 1)
+    statements, calls, plan_ms, exec_ms, wal = totals or (0, 0, 0.0, 0.0, 0)
+    return {
+        "events": events,
+        "statements": statements,
+        "calls_per_event": round(float(calls or 0) / per, 2),
+        "plan_ms_per_event": round(float(plan_ms or 0) / per, 4),
+        "exec_ms_per_event": round(float(exec_ms or 0) / per, 4),
+        "wal_records_per_event": round(float(wal or 0) / per, 2),
+        "top": [
+            {
+                "query": query[:300],
+                "calls_per_event": round(calls / per, 3),
+                "rows_per_call": round(rows / calls, 2) if calls else None,
+                "plan_ms_per_event": round(plan / per, 4),
+                "exec_ms_per_event": round(execute / per, 4),
+                "wal_records_per_event": round(float(wal_records) / per, 2),
+                "wal_bytes_per_event": round(float(wal_bytes) / per),
+            }
+            for query, calls, rows, plan, execute, wal_records, wal_bytes in rows
+        ],
+    }
