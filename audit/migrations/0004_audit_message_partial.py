@@ -2,23 +2,58 @@
 
 from django.db import migrations, models
 
+# The lineage is the largest table and the intake inserts into it: on PostgreSQL the new index
+# is built CONCURRENTLY beside the old one (a plain CREATE INDEX would hold the intake's
+# inserts for the whole build), then swapped in by name.
+_PARTIAL = "ON audit_auditrecord (message_uid) WHERE message_uid IS NOT NULL"
+_FULL = "ON audit_auditrecord (message_uid)"
+
+
+def _postgres(definition: str) -> list[str]:
+    return [
+        f"CREATE INDEX CONCURRENTLY audit_message_new {definition}",
+        "DROP INDEX CONCURRENTLY audit_message",
+        "ALTER INDEX audit_message_new RENAME TO audit_message",
+    ]
+
+
+def _sqlite(definition: str) -> list[str]:
+    return ["DROP INDEX audit_message", f"CREATE INDEX audit_message {definition}"]
+
+
+def _run(definition):  # type: ignore[no-untyped-def]
+    def run(apps, schema_editor):  # type: ignore[no-untyped-def]
+        postgres = schema_editor.connection.vendor == "postgresql"
+        with schema_editor.connection.cursor() as cursor:
+            for statement in (_postgres if postgres else _sqlite)(definition):
+                cursor.execute(statement)
+
+    return run
+
 
 class Migration(migrations.Migration):
+    atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
+
     dependencies = [
         ("audit", "0003_append_only"),
     ]
 
     operations = [
-        migrations.RemoveIndex(
-            model_name="auditrecord",
-            name="audit_message",
-        ),
-        migrations.AddIndex(
-            model_name="auditrecord",
-            index=models.Index(
-                condition=models.Q(("message_uid__isnull", False)),
-                fields=["message_uid"],
-                name="audit_message",
-            ),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.RemoveIndex(
+                    model_name="auditrecord",
+                    name="audit_message",
+                ),
+                migrations.AddIndex(
+                    model_name="auditrecord",
+                    index=models.Index(
+                        condition=models.Q(("message_uid__isnull", False)),
+                        fields=["message_uid"],
+                        name="audit_message",
+                    ),
+                ),
+            ],
+            database_operations=[migrations.RunPython(_run(_PARTIAL), _run(_FULL))],
         ),
     ]

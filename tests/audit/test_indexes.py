@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.contrib.admin.sites import site
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.db.models import QuerySet
 from django.test import RequestFactory
 
@@ -33,10 +34,7 @@ def test_it_leaves_rows_without_a_message_out_of_the_index(db: Any) -> None:
     message = uuid.uuid4()
     audit_append(kind="event.received", event_uid=uuid.uuid4())
     audit_append(kind="message.dry_run", message_uid=message)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_get_indexdef('audit_message'::regclass)")
-        (definition,) = cursor.fetchone()
-    assert definition.endswith("WHERE (message_uid IS NOT NULL)")
+    assert definition().endswith("WHERE (message_uid IS NOT NULL)")
     assert list(AuditRecord.objects.filter(message_uid=message).values_list("kind", flat=True)) == [
         "message.dry_run"
     ]
@@ -63,3 +61,19 @@ def test_it_keeps_the_admin_search_on_indexes(db: Any, term: str, used: set[str]
     explained = plan(found)
     assert "Seq Scan" not in explained
     assert indexes_in(explained) == used
+
+
+def definition() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_indexdef('audit_message'::regclass)")
+        (found,) = cursor.fetchone()
+    return str(found)
+
+
+def test_it_swaps_the_index_both_ways_by_its_name(transactional_db: Any) -> None:
+    executor = MigrationExecutor(connection)
+    executor.migrate([("audit", "0003_append_only")])
+    assert definition().endswith("USING btree (message_uid)")
+    executor.loader.build_graph()
+    executor.migrate([("audit", "0004_audit_message_partial")])
+    assert definition().endswith("WHERE (message_uid IS NOT NULL)")
