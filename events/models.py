@@ -83,9 +83,11 @@ class Event(models.Model):
                 name="event_idem_key_accepted",
             ),
         ]
+        # No index on `request_id` or `recipient_id`: every event row and its hand-off update
+        # would pay for them, and no query filters on either column alone (the admin's search
+        # ORs them with the unindexed `idempotency_key`, a sequential scan anyway). Look-ups
+        # by request or recipient go to the lineage (audit_request, audit_recipient).
         indexes = [
-            models.Index(fields=["recipient_id"], name="event_recipient"),
-            models.Index(fields=["request_id"], name="event_request"),
             models.Index(fields=["received_at"], name="event_received"),
             models.Index(
                 fields=["id"],
