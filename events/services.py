@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.models.functions import Now
 
 from audit.models import AuditRecord
@@ -273,17 +273,24 @@ def _insert_pg_row(params: list[Any]) -> tuple[Any, ...] | None:
     request, which Django's cursor (client-side binding) made it do (bench/NOTES.md). Errors
     map to Django's as through its cursor (IntegrityError, OperationalError → 503), and the
     statement is logged for DEBUG and the query-count tests."""
-    sql = _insert_pg_sql()
-    connection.ensure_connection()
-    connection.validate_no_broken_transaction()
+    db = connections[DEFAULT_DB_ALIAS]  # one look-up, not one per attribute of the proxy
+    db.ensure_connection()
+    db.validate_no_broken_transaction()
     with (
-        connection.wrap_database_errors,
-        driver_statement(sql),
-        psycopg.Cursor(connection.connection) as cursor,
+        db.wrap_database_errors,
+        driver_statement(_insert_pg_sql()),
+        psycopg.Cursor(db.connection) as cursor,
     ):
-        cursor.execute(sql, params, prepare=True)
+        cursor.execute(_insert_pg_query(), params, prepare=True)
         row: tuple[Any, ...] | None = cursor.fetchone()
     return row
+
+
+@functools.cache
+def _insert_pg_query() -> bytes:
+    """The statement as the driver's bytes, encoded once: given text, the driver encodes it
+    and hashes the new bytes for its query cache on every call."""
+    return _insert_pg_sql().encode()
 
 
 def event_release_verified(*, event: Event, actor: str) -> str:
