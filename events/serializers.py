@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import re
 from typing import Any
@@ -144,6 +145,21 @@ def _plain_value(field: serializers.Field, value: Any) -> Any:
     raise _Plain
 
 
+@functools.lru_cache(maxsize=64)
+def _field_table(
+    serializer: StrictSerializer,
+) -> tuple[frozenset[str], tuple[tuple[str, serializers.Field], ...]] | None:
+    """A serializer's field names and (name, field) pairs as plain Python containers, read
+    once per serializer (the intake's is one per process): its `fields` is a BindingDict,
+    whose key comparison and iteration go through collections.abc, several µs per body.
+    None when a field is one the fast path never answers for (read-only, or with another
+    source)."""
+    fields = tuple(serializer.fields.items())
+    if any(field.read_only or field.source_attrs != [name] for name, field in fields):
+        return None
+    return frozenset(name for name, _ in fields), fields
+
+
 def plain_internal_value(serializer: StrictSerializer, data: dict[str, Any]) -> dict[str, Any]:
     """What `serializer.run_validation(data)` returns, without DRF's per-field machinery,
     for the common body: known fields only, each a value its field returns unchanged (text,
@@ -151,13 +167,11 @@ def plain_internal_value(serializer: StrictSerializer, data: dict[str, Any]) -> 
     (a missing required field, a timestamp to parse, a value to coerce or to refuse), which
     the serializer then validates, so every answer and error message stays its own. The
     rules are the fields' (their validators, limits and defaults): none is restated here."""
-    fields = serializer.fields
-    if not data.keys() <= fields.keys() or serializer.validators:
+    table = _field_table(serializer)
+    if table is None or not data.keys() <= table[0] or serializer.validators:
         raise _Plain
     result: dict[str, Any] = {}
-    for name, field in fields.items():
-        if field.read_only or field.source_attrs != [name]:
-            raise _Plain
+    for name, field in table[1]:
         if name in data:
             result[name] = _plain_value(field, data[name])
             continue
