@@ -14,12 +14,14 @@ from django.db import transaction
 from delivery.batch import Batch, BatchResult, DryRunBatch, dry_run_now
 from delivery.circuit import circuit_state
 from delivery.claims import (
+    Work,
     claim,
     gap_note,
     has_due,
     hydrate,
     lock_heads,
     messages_recover_expired_leases,
+    work_probe,
 )
 from delivery.liveness import Liveness
 from delivery.models import WAITING_STATES
@@ -90,10 +92,22 @@ class DispatchReport:
     recovered: int = 0
 
 
-def dispatch_due(*, budget_seconds: float, limit: int | None = None) -> DispatchReport:
+def dispatch_due(
+    *, budget_seconds: float, limit: int | None = None, work: Work | None = None
+) -> DispatchReport:
     """Dispatch batches of every channel until nothing is due or the time budget is spent,
-    under one liveness record (created by the first claim, deleted at the end)."""
-    report = DispatchReport(recovered=messages_recover_expired_leases())
+    under one liveness record (created by the first claim, deleted at the end).
+
+    `work` is the caller's work_probe() (read now if not given): the recovery runs only
+    when a claim or a liveness record ran out, and the batches only when some waiting
+    message is due (or was just recovered), so an idle pass is one statement instead of a
+    recovery query, a purge and a transaction per channel."""
+    work = work or work_probe()
+    report = DispatchReport()
+    if work.recoverable:
+        report.recovered = messages_recover_expired_leases()
+    if not (work.due or report.recovered):
+        return report
     deadline = time.monotonic() + budget_seconds
     channels = list(settings.DELIVERY_PROVIDERS)
     with Liveness() as liveness:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from django.db import connection
@@ -166,13 +166,23 @@ def transition_pg(
             ["id", *[f.name for f in fields]],
             [(pk, *values(r)) for pk, r in lineage.items()],
         )
-    # Prepared (see comcenter.lib.db.connection_setup): the text is the same for every call
-    # of a shape, so PostgreSQL plans it once per connection.
+    rows = prepared_rows(sql, [*params, "on" if write.durable else "off"])
+    return {pk: token for _, pk, token in rows}
+
+
+def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Run one statement as a prepared statement of this connection and return its rows.
+
+    Django's cursor binds parameters client-side, so PostgreSQL parses and plans every
+    statement it sends as a new text; a hot statement whose text is the same for every call
+    is planned once per connection this way (see comcenter.lib.db.connection_setup, which
+    keeps Django's own statements unprepared). Parameters are the driver's: already
+    prepared for the database (no ORM field preparation happens here)."""
     connection.ensure_connection()
     with (
         connection.wrap_database_errors,
         driver_statement(sql),
         psycopg.Cursor(connection.connection) as cursor,
     ):
-        cursor.execute(sql, [*params, "on" if write.durable else "off"], prepare=True)
-        return {pk: token for _, pk, token in cursor.fetchall()}
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchall() if cursor.description is not None else []
