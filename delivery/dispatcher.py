@@ -99,25 +99,27 @@ def dispatch_due(
     under one liveness record (created by the first claim, deleted at the end).
 
     `work` is the caller's work_probe() (read now if not given): the recovery runs only
-    when a claim or a liveness record ran out, and the batches only when some waiting
-    message is due (or was just recovered), so an idle pass is one statement instead of a
-    recovery query, a purge and a transaction per channel."""
+    when a claim or a liveness record ran out, and batches are taken only on the channels
+    with a waiting message due (every channel once messages were recovered), and again only
+    on those whose last batch took something, so an idle pass is one statement instead of
+    a recovery query, a purge and a transaction per channel. A message that becomes due on
+    a channel left out is taken by the next pass."""
     work = work or work_probe()
     report = DispatchReport()
     if work.recoverable:
         report.recovered = messages_recover_expired_leases()
-    if not (work.due or report.recovered):
+    channels = [c for c in settings.DELIVERY_PROVIDERS if report.recovered or c in work.due]
+    if not channels:
         return report
     deadline = time.monotonic() + budget_seconds
-    channels = list(settings.DELIVERY_PROVIDERS)
     with Liveness() as liveness:
-        while time.monotonic() < deadline and not liveness.lost:
-            claimed = 0
+        while channels and time.monotonic() < deadline and not liveness.lost:
+            busy = []
             for channel in channels:
                 result = dispatch_batch(channel=channel, limit=limit, liveness=liveness)
-                claimed += result.claimed
+                report.claimed += result.claimed
                 report.states.update(result.states)
-            report.claimed += claimed
-            if not claimed:
-                break
+                if result.claimed:
+                    busy.append(channel)
+            channels = busy
     return report

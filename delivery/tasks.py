@@ -8,7 +8,6 @@ expired leases) because a django-q2 schedule runs at most once a minute."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import socket
@@ -141,10 +140,10 @@ def tick_pass(*, budget_seconds: float) -> bool:
     return bool(expired or events or report.claimed or report.recovered)
 
 
-def _after_expansion(work: Work, consumed: int) -> Work:
-    """The probe read before an expansion, as the dispatch after it must see it: the new
-    messages (those not decided at expansion) are due at once."""
-    return dataclasses.replace(work, due=True) if consumed else work
+def _after_expansion(work: Work, consumed: int) -> Work | None:
+    """The probe read before an expansion, for the dispatch after it; None (probe again)
+    once the expansion inserted messages: the channels of those it left waiting are due."""
+    return None if consumed else work
 
 
 def _expand_some() -> int:

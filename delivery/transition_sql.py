@@ -184,5 +184,6 @@ def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         driver_statement(sql),
         psycopg.Cursor(connection.connection) as cursor,
     ):
-        cursor.execute(sql, params, prepare=True)
+        # No parameters: None, so that a `%` in the text is not read as a placeholder.
+        cursor.execute(sql, params or None, prepare=True)
         return cursor.fetchall() if cursor.description is not None else []

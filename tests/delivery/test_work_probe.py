@@ -17,7 +17,7 @@ from delivery.outbox import outbox_consume
 from delivery.tasks import tick_pass
 from tests.delivery.conftest import run_pump
 
-IDLE = Work(outbox=False, due=False, expiring=False, recoverable=False)
+IDLE = Work(outbox=False, due=frozenset(), expiring=False, recoverable=False)
 
 
 def test_it_finds_nothing_to_do_once_everything_is_done(routes, accept):
@@ -36,7 +36,9 @@ def test_it_sees_an_event_waiting_in_the_outbox(routes, accept):
 def test_it_sees_a_waiting_message_once_its_attempt_is_due(email_only, accept, pending_expansion):
     accept()
     outbox_consume()
-    assert work_probe() == Work(outbox=False, due=True, expiring=False, recoverable=False)
+    assert work_probe() == Work(
+        outbox=False, due=frozenset({"email"}), expiring=False, recoverable=False
+    )
 
     Message.objects.update(next_attempt_at=Now() + timedelta(minutes=5))
 
@@ -70,7 +72,7 @@ def test_it_sees_a_liveness_record_that_ran_out_with_no_claim(db):
     live.ensure()
     WorkerLease.objects.filter(name=live.name).update(until=Now() - timedelta(seconds=1))
 
-    assert work_probe() == Work(outbox=False, due=False, expiring=False, recoverable=True)
+    assert work_probe() == Work(outbox=False, due=frozenset(), expiring=False, recoverable=True)
 
 
 def test_an_idle_ticker_pass_reads_the_delivery_tables_once(routes, accept):
