@@ -39,7 +39,6 @@ the database write lock from its first statement, so the steps run with no other
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,7 +63,7 @@ from delivery.models import (
     WorkerLease,
 )
 from delivery.providers.registry import provider_for
-from delivery.transition_sql import prepared_rows
+from delivery.transition_sql import compiled_statement, query_sql, statement_rows
 from delivery.transitions import Change, message_transition
 from events.models import Event, EventStatus, OutboxState
 from templates.models import Template
@@ -147,7 +146,7 @@ def _outbox_watermark() -> datetime | None:
     )
     if not is_postgres():
         return oldest.first()
-    rows = prepared_rows(*_compiled("watermark", lambda: oldest[:1]))
+    rows = statement_rows(*compiled_statement("watermark", lambda: oldest[:1]))
     return rows[0][0] if rows else None
 
 
@@ -170,13 +169,9 @@ def work_probe() -> Work:
     a step skipped on a False had nothing to take; what becomes due after the probe is found
     by the next pass, as it would be had it become due just after the step itself."""
     channels = tuple(settings.DELIVERY_PROVIDERS)
-    sql, params = _compiled(("probe", channels), lambda: _probe_statement(channels))
-    if is_postgres():
-        (row,) = prepared_rows(sql, params)
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+    (row,) = statement_rows(
+        *compiled_statement(("probe", channels), lambda: _probe_statement(channels))
+    )
     outbox, expiring, recoverable, *due = (bool(value) for value in row)
     return Work(
         outbox=outbox,
@@ -195,39 +190,10 @@ def _probe_statement(channels: tuple[str, ...]) -> tuple[str, tuple[Any, ...]]:
         WorkerLease.objects.filter(name__startswith=LIVENESS_PREFIX, until__lt=Now()),
         *(waiting.filter(channel=channel, next_attempt_at__lte=Now()) for channel in channels),
     ]
-    compiled = [_sql(q.order_by().values("pk")) for q in parts]
+    compiled = [query_sql(q.order_by().values("pk")) for q in parts]
     exists = [f"EXISTS ({sql})" for sql, _ in compiled]
     exists[2:4] = [f"{exists[2]} OR {exists[3]}"]
     return f"SELECT {', '.join(exists)}", tuple(p for _, params in compiled for p in params)
-
-
-def _sql(query: QuerySet[Any]) -> tuple[str, tuple[Any, ...]]:
-    sql, params = query.query.get_compiler(connection=connection).as_sql()
-    return sql, tuple(params)
-
-
-# Statements built by the ORM once per process and database vendor and re-executed as they
-# are: building and compiling a queryset costs more CPU than running a small indexed
-# statement, and a constant text is what PostgreSQL can keep prepared. Their parameters are
-# constants (states, names), written into the text on PostgreSQL: a prepared statement is
-# planned once for any value of a parameter (force_generic_plan), and such a plan cannot
-# use a partial index (`state IN (...)`, `outbox_state = 'pending'`), which is what makes
-# these look-ups cheap (a parameter made the watermark read 1 ms instead of a few µs).
-_statements: dict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = {}
-
-
-def _compiled(
-    name: Any, build: Callable[[], QuerySet[Any] | tuple[str, tuple[Any, ...]]]
-) -> tuple[str, tuple[Any, ...]]:
-    key = (connection.vendor, name)
-    statement = _statements.get(key)
-    if statement is None:
-        built = build()
-        sql, params = built if isinstance(built, tuple) else _sql(built)
-        if is_postgres():
-            sql, params = connection.ops.compose_sql(sql, params), ()
-        statement = _statements[key] = (sql, params)
-    return statement
 
 
 def claimable_states(*, paused: bool) -> tuple[str, ...]:

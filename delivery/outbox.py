@@ -31,6 +31,7 @@ from delivery.batch import Decision, ExpansionBatch, dry_run_now
 from delivery.hooks import hooks_for
 from delivery.models import ACTIVE_STATES, Lane, Message, MessageState, Route, WorkerLease
 from delivery.providers.registry import provider_for
+from delivery.transition_sql import compiled_statement, prepared_rows, statement_rows
 from events.handoff import outbox_wake_consumed
 from events.models import Event, EventStatus, OutboxState
 from events.services import event_mark_handed_off
@@ -64,16 +65,54 @@ def outbox_expand(*, limit: int = EXPAND_BATCH_SIZE) -> int:
         )
         if not locked:
             return 0
-        events = list(
-            Event.objects.filter(outbox_state=OutboxState.PENDING, status=EventStatus.ACCEPTED)
-            .order_by("id")
-            .defer("pending_token")[:limit]
-        )
+        events = _pending_events(limit)
         if not events:
             return 0
         noted = _expand(events)
         event_mark_handed_off(event_ids=[event.pk for event in events], noted=noted)
     return len(events)
+
+
+def _pending_events(limit: int) -> list[Event]:
+    """The oldest `limit` pending accepted events (their token deferred), by a statement
+    built once per process and limit (prepared on PostgreSQL) whose rows pass through the
+    ORM's converters (JSON, and SQLite's datetimes and UUIDs) as a queryset's would."""
+    key = (connection.vendor, limit)
+    plan = _pending_plans.get(key)
+    if plan is None:
+        query = (
+            Event.objects.filter(outbox_state=OutboxState.PENDING, status=EventStatus.ACCEPTED)
+            .order_by("id")
+            .defer("pending_token")[:limit]
+        )
+        compiler = query.query.get_compiler(connection=connection)
+        built = compiler.as_sql()
+        sql, params = compiled_statement(
+            ("pending events", limit), lambda: (built[0], tuple(built[1]))
+        )
+        columns = [col for col, _, _ in compiler.select]
+        names = tuple(col.target.attname for col in columns)
+        converters = compiler.get_converters(columns)
+        plan = _pending_plans[key] = (sql, params, names, list(converters.items()))
+    sql, params, names, converters = plan
+    rows = statement_rows(sql, params)
+    if converters:
+        rows = [_converted(row, converters) for row in rows]
+    alias = connection.alias
+    return [Event.from_db(alias, names, row) for row in rows]
+
+
+def _converted(row: Sequence[Any], converters: list[Any]) -> tuple[Any, ...]:
+    """One row through the ORM's converters, as SQLCompiler.apply_converters does, with this
+    thread's connection."""
+    values = list(row)
+    for position, (functions, expression) in converters:
+        for convert in functions:
+            values[position] = convert(values[position], expression, connection)
+    return tuple(values)
+
+
+_pending_plans: dict[tuple[str, int], tuple[str, tuple[Any, ...], tuple[str, ...], Any]] = {}
 
 
 def outbox_consume() -> int:
@@ -171,8 +210,28 @@ def _expand(events: list[Event]) -> set[int]:
     settled = [(lane.pk, sequence) for _, settle in steps for lane, sequence in settle]
     for lane_pk, sequence in [*settled, *raised]:
         highest[lane_pk] = max(sequence, highest.get(lane_pk, 0))
-    # One statement per sequence value, not per lane: a batch raises many lanes, mostly to
-    # the same few values.
+    _raise_done(highest)
+    return {m.event_id for m in messages}
+
+
+def _raise_done(highest: dict[int, int]) -> None:
+    """done_sequence = max(done_sequence, the value) for each lane of `highest`.
+
+    PostgreSQL: one prepared statement for every lane (the values as array parameters).
+    SQLite: one UPDATE per sequence value, not per lane: a batch raises many lanes, mostly
+    to the same few values."""
+    if not highest:
+        return
+    if is_postgres():
+        lanes, done = quote(Lane._meta.db_table), column(Lane, "done_sequence")[0]
+        pk = column(Lane, "id")[0]
+        sql = (
+            f"UPDATE {lanes} SET {done} = v.{done} "  # noqa: S608
+            f"FROM {rows_source(Lane, 'v', ('id', 'done_sequence'), many=True)} "
+            f"WHERE {lanes}.{pk} = v.{pk} AND {lanes}.{done} < v.{done}"
+        )
+        prepared_rows(sql, _arrays(sorted(highest.items())))
+        return
     by_sequence: dict[int, list[int]] = {}
     for lane_pk, sequence in highest.items():
         by_sequence.setdefault(sequence, []).append(lane_pk)
@@ -180,7 +239,6 @@ def _expand(events: list[Event]) -> set[int]:
         Lane.objects.filter(pk__in=lane_pks, done_sequence__lt=sequence).update(
             done_sequence=sequence
         )
-    return {m.event_id for m in messages}
 
 
 def message_new(
@@ -420,9 +478,8 @@ def _lane_ids(keys: set[LaneKey]) -> dict[LaneKey, int]:
         f"FROM {quote(Lane._meta.db_table)} l "
         f"JOIN {rows_source(Lane, 'w', _LANE_KEY, many=True)} ON {match}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, _arrays(sorted(keys)))
-        return {(caller, key, channel): pk for pk, caller, key, channel in cursor.fetchall()}
+    rows = prepared_rows(sql, _arrays(sorted(keys)))
+    return {(caller, key, channel): pk for pk, caller, key, channel in rows}
 
 
 def _lanes_create(keys: set[LaneKey]) -> dict[LaneKey, int]:
@@ -448,6 +505,5 @@ def _lanes_create(keys: set[LaneKey]) -> dict[LaneKey, int]:
         f"SELECT * FROM {rows_source(Lane, 'w', names, many=True)} "
         f"ON CONFLICT DO NOTHING RETURNING {returned}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, _arrays(rows))
-        return {(caller, key, channel): pk for pk, caller, key, channel in cursor.fetchall()}
+    created = prepared_rows(sql, _arrays(rows))
+    return {(caller, key, channel): pk for pk, caller, key, channel in created}
