@@ -138,7 +138,7 @@ def _gap_cutoff() -> datetime | None:
 def _outbox_watermark() -> datetime | None:
     """When the oldest event still waiting in the outbox was received (None: it is empty).
     Events held outside the outbox (auth_pending) do not count. Read before every head
-    statement, so prepared on PostgreSQL (see _compiled)."""
+    statement, so prepared on PostgreSQL (see compiled_statement)."""
     oldest = (
         Event.objects.filter(outbox_state=OutboxState.PENDING)
         .order_by("id")
