@@ -7,7 +7,8 @@ there is nothing to do, so what an idle pass costs is paid four times a second b
 installation, busy or not (at 250 events/s, 10 ms a pass is 0.16 ms per event). On a private
 PostgreSQL cluster and Redis server (bench/stack.py) with the demo routes and no events,
 this times `tick_pass` and the TICKER_HOOKS after it with `time.process_time()` and prints
-the CPU ms per pass (and with --profile the top of a process-time cProfile).
+the CPU ms per pass, its PostgreSQL backend's too (and with --profile the top of a
+process-time cProfile).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 
 from bench.inprocess import django_on_private_cluster
 from bench.stack import RedisServer
+from bench.worker_cost import backend_cpu_seconds
 
 
 def main() -> None:
@@ -48,10 +50,12 @@ def main() -> None:
 
             for _ in range(20):  # warm-up: imports, connections, compiled statements
                 one_pass()
+            backend = backend_cpu_seconds()
             started = time.process_time()
             for _ in range(args.passes):
                 one_pass()
             per_pass = (time.process_time() - started) * 1000 / args.passes
+            per_pass_db = (backend_cpu_seconds() - backend) * 1000 / args.passes
             profiler = cProfile.Profile(time.process_time) if args.profile else None
             if profiler is not None:
                 profiler.enable()
@@ -60,7 +64,15 @@ def main() -> None:
                 profiler.disable()
     finally:
         redis_server.stop()
-    print(json.dumps({"passes": args.passes, "cpu_ms_per_idle_pass": round(per_pass, 2)}))
+    print(
+        json.dumps(
+            {
+                "passes": args.passes,
+                "cpu_ms_per_idle_pass": round(per_pass, 2),
+                "database_cpu_ms_per_idle_pass": round(per_pass_db, 2),
+            }
+        )
+    )
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
 

@@ -49,6 +49,8 @@ from django.db.models import BooleanField, Case, Exists, F, Func, OuterRef, Q, Q
 from django.db.models.functions import Now
 from django.db.transaction import TransactionManagementError
 
+from comcenter.lib.db import is_postgres
+from delivery.liveness import PREFIX as LIVENESS_PREFIX
 from delivery.liveness import Liveness, liveness_purge
 from delivery.models import (
     ACTIVE_STATES,
@@ -61,8 +63,9 @@ from delivery.models import (
     WorkerLease,
 )
 from delivery.providers.registry import provider_for
+from delivery.transition_sql import compiled_statement, query_sql, statement_rows
 from delivery.transitions import Change, message_transition
-from events.models import Event, OutboxState
+from events.models import Event, EventStatus, OutboxState
 from templates.models import Template
 
 log = logging.getLogger(__name__)
@@ -134,13 +137,63 @@ def _gap_cutoff() -> datetime | None:
 
 def _outbox_watermark() -> datetime | None:
     """When the oldest event still waiting in the outbox was received (None: it is empty).
-    Events held outside the outbox (auth_pending) do not count."""
-    return (
+    Events held outside the outbox (auth_pending) do not count. Read before every head
+    statement, so prepared on PostgreSQL (see compiled_statement)."""
+    oldest = (
         Event.objects.filter(outbox_state=OutboxState.PENDING)
         .order_by("id")
         .values_list("received_at", flat=True)
-        .first()
     )
+    if not is_postgres():
+        return oldest.first()
+    rows = statement_rows(*compiled_statement("watermark", lambda: oldest[:1]))
+    return rows[0][0] if rows else None
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a pass of the outbox consumer or the ticker has to do, read in one statement
+    (work_probe): each step of a pass costs a few statements even when it finds nothing,
+    and an idle ticker makes four passes a second."""
+
+    outbox: bool  # an accepted event waits in the outbox
+    due: frozenset[str]  # the channels with a waiting message whose attempt has come
+    expiring: bool  # a waiting message is past its expires_at
+    recoverable: bool  # a claim whose lease or liveness ran out, or a liveness record did
+
+
+def work_probe() -> Work:
+    """One round trip of index look-ups (the outbox's, message_due per channel,
+    message_expiring, message_leased). Each answer is a superset of what its step selects
+    (`due` counts held messages during a pause, and heads behind a busy lane or a gap), so
+    a step skipped on a False had nothing to take; what becomes due after the probe is found
+    by the next pass, as it would be had it become due just after the step itself."""
+    channels = tuple(settings.DELIVERY_PROVIDERS)
+    (row,) = statement_rows(
+        *compiled_statement(("probe", channels), lambda: _probe_statement(channels))
+    )
+    outbox, expiring, recoverable, *due = (bool(value) for value in row)
+    return Work(
+        outbox=outbox,
+        due=frozenset(c for c, found in zip(channels, due, strict=True) if found),
+        expiring=expiring,
+        recoverable=recoverable,
+    )
+
+
+def _probe_statement(channels: tuple[str, ...]) -> tuple[str, tuple[Any, ...]]:
+    waiting = Message.objects.filter(state__in=WAITING_STATES)
+    parts = [
+        Event.objects.filter(outbox_state=OutboxState.PENDING, status=EventStatus.ACCEPTED),
+        waiting.filter(expires_at__lte=Now()),
+        Message.objects.filter(_lost_claim(), state=MessageState.DISPATCHING),
+        WorkerLease.objects.filter(name__startswith=LIVENESS_PREFIX, until__lt=Now()),
+        *(waiting.filter(channel=channel, next_attempt_at__lte=Now()) for channel in channels),
+    ]
+    compiled = [query_sql(q.order_by().values("pk")) for q in parts]
+    exists = [f"EXISTS ({sql})" for sql, _ in compiled]
+    exists[2:4] = [f"{exists[2]} OR {exists[3]}"]
+    return f"SELECT {', '.join(exists)}", tuple(p for _, params in compiled for p in params)
 
 
 def claimable_states(*, paused: bool) -> tuple[str, ...]:
@@ -318,6 +371,12 @@ def hydrate(ids: list[int]) -> list[Message]:
     return messages
 
 
+def _lost_claim() -> Q:
+    """A claim whose lease ran out, or whose worker's liveness record did (or is gone)."""
+    alive = WorkerLease.objects.filter(name=OuterRef("claimed_by"), until__gte=Now())
+    return Q(lease_until__lt=Now()) | Q(~Q(claimed_by="") & ~Exists(alive))
+
+
 def gap_note(message: Message) -> dict[str, Any]:
     return {
         "ordering_gap": {
@@ -334,10 +393,8 @@ def messages_recover_expired_leases(*, limit: int = 500) -> int:
     the lost attempt; at the attempt limit it is dead. The move is fenced on the lease token
     read here, so a worker that writes its result meanwhile wins and nothing is recovered."""
     liveness_purge()
-    alive = WorkerLease.objects.filter(name=OuterRef("claimed_by"), until__gte=Now())
-    gone = Q(lease_until__lt=Now()) | (~Q(claimed_by="") & ~Exists(alive))
     stale = list(
-        Message.objects.filter(gone, state=MessageState.DISPATCHING)
+        Message.objects.filter(_lost_claim(), state=MessageState.DISPATCHING)
         .select_related("event")
         .order_by("lease_until")[:limit]
     )

@@ -14,12 +14,14 @@ from django.db import transaction
 from delivery.batch import Batch, BatchResult, DryRunBatch, dry_run_now
 from delivery.circuit import circuit_state
 from delivery.claims import (
+    Work,
     claim,
     gap_note,
     has_due,
     hydrate,
     lock_heads,
     messages_recover_expired_leases,
+    work_probe,
 )
 from delivery.liveness import Liveness
 from delivery.models import WAITING_STATES
@@ -90,20 +92,34 @@ class DispatchReport:
     recovered: int = 0
 
 
-def dispatch_due(*, budget_seconds: float, limit: int | None = None) -> DispatchReport:
+def dispatch_due(
+    *, budget_seconds: float, limit: int | None = None, work: Work | None = None
+) -> DispatchReport:
     """Dispatch batches of every channel until nothing is due or the time budget is spent,
-    under one liveness record (created by the first claim, deleted at the end)."""
-    report = DispatchReport(recovered=messages_recover_expired_leases())
+    under one liveness record (created by the first claim, deleted at the end).
+
+    `work` is the caller's work_probe() (read now if not given): the recovery runs only
+    when a claim or a liveness record ran out, and batches are taken only on the channels
+    with a waiting message due (every channel once messages were recovered), and again only
+    on those whose last batch took something, so an idle pass is one statement instead of
+    a recovery query, a purge and a transaction per channel. A message that becomes due on
+    a channel left out is taken by the next pass."""
+    work = work or work_probe()
+    report = DispatchReport()
+    if work.recoverable:
+        report.recovered = messages_recover_expired_leases()
+    channels = [c for c in settings.DELIVERY_PROVIDERS if report.recovered or c in work.due]
+    if not channels:
+        return report
     deadline = time.monotonic() + budget_seconds
-    channels = list(settings.DELIVERY_PROVIDERS)
     with Liveness() as liveness:
-        while time.monotonic() < deadline and not liveness.lost:
-            claimed = 0
+        while channels and time.monotonic() < deadline and not liveness.lost:
+            busy = []
             for channel in channels:
                 result = dispatch_batch(channel=channel, limit=limit, liveness=liveness)
-                claimed += result.claimed
+                report.claimed += result.claimed
                 report.states.update(result.states)
-            report.claimed += claimed
-            if not claimed:
-                break
+                if result.claimed:
+                    busy.append(channel)
+            channels = busy
     return report

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from audit.services import audit_seal
+from delivery.claims import Work, work_probe
 from delivery.dispatcher import dispatch_due
 from delivery.dlq import messages_purge_dead
 from delivery.gates import messages_expire_due
@@ -71,8 +72,11 @@ def pump(reason: str = "") -> dict[str, int]:
     events = messages = 0
     cleared = False
     while time.monotonic() < end:
-        consumed = _expand_some()
-        report = dispatch_due(budget_seconds=max(0.1, end - time.monotonic()))
+        work = work_probe()
+        consumed = _expand_some() if work.outbox else 0
+        report = dispatch_due(
+            budget_seconds=max(0.1, end - time.monotonic()), work=_after_expansion(work, consumed)
+        )
         events += consumed
         messages += report.claimed
         if consumed or report.claimed:
@@ -122,14 +126,24 @@ def tick(seconds: float = TICK_SECONDS) -> int:
 def tick_pass(*, budget_seconds: float) -> bool:
     """Expire what is past due, seal new lineage rows, expand any event whose wake-up was
     lost, dispatch what is due (the last two only while no consumer run is on it). True if
-    it found work that the next pass should follow at once."""
-    expired = messages_expire_due()
+    it found work that the next pass should follow at once.
+
+    Each step runs only when the pass's work_probe() says it has something to take (one
+    statement instead of a few per step: an idle pass is most passes)."""
+    work = work_probe()
+    expired = messages_expire_due() if work.expiring else 0
     audit_seal(batch=SEAL_PER_PASS, limit=SEAL_PER_PASS)
     if outbox_consumer_active():
         return False
-    events = _expand_some()
-    report = dispatch_due(budget_seconds=budget_seconds)
+    events = _expand_some() if work.outbox else 0
+    report = dispatch_due(budget_seconds=budget_seconds, work=_after_expansion(work, events))
     return bool(expired or events or report.claimed or report.recovered)
+
+
+def _after_expansion(work: Work, consumed: int) -> Work | None:
+    """The probe read before an expansion, for the dispatch after it; None (probe again)
+    once the expansion inserted messages: the channels of those it left waiting are due."""
+    return None if consumed else work
 
 
 def _expand_some() -> int:

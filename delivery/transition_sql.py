@@ -1,4 +1,5 @@
-"""The PostgreSQL writer of delivery/transitions.py: a group of moves as one statement.
+"""The PostgreSQL writer of delivery/transitions.py: a group of moves as one statement; and
+the prepared statements of the delivery's other hot reads (`compiled_statement`).
 
 At the delivery target (1,000 messages/s, several rows each) the ORM's per-row cost alone
 would exceed the machine (figures: bench/NOTES.md), so this writer builds one statement per
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from django.db import connection
+from django.db.models import QuerySet
 
 from audit.models import AuditRecord
 from comcenter.lib.db import (
@@ -21,6 +23,7 @@ from comcenter.lib.db import (
     column,
     driver_statement,
     insert_fields,
+    is_postgres,
     quote,
     rows_params,
     rows_source,
@@ -166,13 +169,69 @@ def transition_pg(
             ["id", *[f.name for f in fields]],
             [(pk, *values(r)) for pk, r in lineage.items()],
         )
-    # Prepared (see comcenter.lib.db.connection_setup): the text is the same for every call
-    # of a shape, so PostgreSQL plans it once per connection.
+    rows = prepared_rows(sql, [*params, "on" if write.durable else "off"])
+    return {pk: token for _, pk, token in rows}
+
+
+def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Run one statement as a prepared statement of this connection and return its rows.
+
+    Django's cursor binds parameters client-side, so PostgreSQL parses and plans every
+    statement it sends as a new text; a hot statement whose text is the same for every call
+    is planned once per connection this way (see comcenter.lib.db.connection_setup, which
+    keeps Django's own statements unprepared). Parameters are the driver's: already
+    prepared for the database (no ORM field preparation happens here)."""
     connection.ensure_connection()
     with (
         connection.wrap_database_errors,
         driver_statement(sql),
         psycopg.Cursor(connection.connection) as cursor,
     ):
-        cursor.execute(sql, [*params, "on" if write.durable else "off"], prepare=True)
-        return {pk: token for _, pk, token in cursor.fetchall()}
+        # No parameters: None, so that a `%` in the text is not read as a placeholder.
+        cursor.execute(sql, params or None, prepare=True)
+        return cursor.fetchall() if cursor.description is not None else []
+
+
+def statement_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """`prepared_rows` on PostgreSQL; on SQLite (no prepared statements to keep) Django's
+    cursor."""
+    if is_postgres():
+        return prepared_rows(sql, params)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description is not None else []
+
+
+def query_sql(query: QuerySet[Any]) -> tuple[str, tuple[Any, ...]]:
+    """A queryset's statement as the ORM compiles it for this connection."""
+    sql, params = query.query.get_compiler(connection=connection).as_sql()
+    return sql, tuple(params)
+
+
+# Statements built by the ORM once per process and database vendor and re-executed as they
+# are: building and compiling a queryset costs more CPU than running a small indexed
+# statement, and a constant text is what PostgreSQL can keep prepared. Their parameters are
+# constants (states, names, limits), written into the text on PostgreSQL: a prepared
+# statement is planned once for any value of a parameter (force_generic_plan), and such a
+# plan cannot use a partial index (`state IN (...)`, `outbox_state = 'pending'`), which is
+# what makes these look-ups cheap (a parameter made the outbox watermark's read take 1 ms
+# instead of a few µs).
+_statements: dict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = {}
+
+
+def compiled_statement(
+    name: Any, build: Callable[[], QuerySet[Any] | tuple[str, tuple[Any, ...]]]
+) -> tuple[str, tuple[Any, ...]]:
+    """The statement `build` gives (a queryset, or SQL and parameters), built once per
+    process and vendor under `name`; only for statements whose parameters never change."""
+    key = (connection.vendor, name)
+    statement = _statements.get(key)
+    if statement is None:
+        built = build()
+        sql, params = built if isinstance(built, tuple) else query_sql(built)
+        if is_postgres():
+            connection.ensure_connection()
+            sql = psycopg.ClientCursor(connection.connection).mogrify(sql, params)
+            params = ()
+        statement = _statements[key] = (sql, params)
+    return statement

@@ -81,6 +81,17 @@ def test_it_extends_the_chain_from_the_newest_seal(chain):
     assert audit_verify().ok
 
 
+def test_it_reads_one_statement_when_nothing_is_new_and_seals_what_comes_next(chain):
+    with CaptureQueriesContext(connection) as queries:
+        assert audit_seal() == 0
+    assert len(queries) == 1  # no transaction, no lock, no row read
+
+    append(2)
+
+    assert audit_seal() == 2
+    assert audit_verify().ok
+
+
 def test_it_publishes_the_head_in_the_log_and_the_metrics_on_every_seal(
     db, caplog, django_capture_on_commit_callbacks
 ):

@@ -5,6 +5,7 @@ answers again every held message goes out within seconds (not after its retry ba
 from __future__ import annotations
 
 import socket
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -52,9 +53,12 @@ def test_it_probes_and_releases_everything_at_once_on_recovery(
     assert first.next_attempt_at > timezone.now()  # its backoff
 
     settings.EMAIL_PORT = smtp_down.port  # the server is back
-    # The probe time comes: the circuit's, and that of the messages held until it.
-    ProviderCircuit.objects.update(open_until=timezone.now())
-    Message.objects.filter(state="pending").update(next_attempt_at=timezone.now())
+    # The probe time has come: the circuit's, and that of the messages held until it (a
+    # second ago: SQLite's Now() has millisecond precision, so "now" stored with
+    # microseconds is not yet due for the rest of that millisecond).
+    past = timezone.now() - timedelta(seconds=1)
+    ProviderCircuit.objects.update(open_until=past)
+    Message.objects.filter(state="pending").update(next_attempt_at=past)
     run_pump()  # the probe succeeds, the circuit closes, the backlog is due at once
     run_pump()
 

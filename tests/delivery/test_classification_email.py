@@ -39,7 +39,9 @@ def test_it_retries_a_421_later_and_then_sends(email_only, accept, live, smtp_se
     assert Attempt.objects.get(message=message).outcome == "transient_error"
 
     smtp_server.clear_reply("ada@example.org")
-    Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+    Message.objects.filter(pk=message.pk).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
     run_pump()
 
     message.refresh_from_db()

@@ -50,7 +50,9 @@ def test_it_retries_a_503_and_sends_when_the_gateway_recovers(
     assert message.state == "retrying"
     assert Attempt.objects.get(message=message).outcome == "transient_error"
 
-    Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+    Message.objects.filter(pk=message.pk).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
     run_pump()
 
     message.refresh_from_db()

@@ -6,8 +6,8 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from audit.models import AuditRecord
-from delivery.models import Lane, Message
-from delivery.outbox import outbox_consume, outbox_expand
+from delivery.models import Lane, Message, Route
+from delivery.outbox import message_new, outbox_consume, outbox_expand
 from events.models import Event, OutboxState
 from events.services import event_accept
 from templates.services import template_create
@@ -186,3 +186,55 @@ def test_it_puts_messages_in_the_lanes_of_their_key_and_channel_creating_only_ne
     # An existing lane is reused as it is, not reset.
     assert Lane.objects.get(ordering_key="k-1", channel="sms").done_sequence == 4
     assert Lane.objects.get(ordering_key="k-2", channel="sms").done_sequence == 0
+
+
+def test_message_new_puts_each_value_in_its_field(routes, accept):
+    # message_new passes values by position: a field added or moved in the model must not
+    # shift them. Compared with the same message built by keywords.
+    event = accept(sequence=4, ordering_key="k-9", expires_at="2030-01-01T00:00:00Z")
+    route = Route.objects.get(channel="email")
+    lane = Lane.objects.create(caller=event.caller, ordering_key="k-9", channel="email")
+    template = routes["email"]
+    gap_until = event.received_at
+
+    built = message_new(
+        event=event,
+        route=route,
+        lane=lane,
+        template=template,
+        locale="en",
+        to_address="ada@example.org",
+        gap_until=gap_until,
+    )
+    expected = Message(
+        uid=built.uid,
+        event=event,
+        route=route,
+        lane=lane,
+        channel="email",
+        template_key=route.template_key,
+        template=template,
+        template_version_id=template.current_version_id,
+        recipient_id=event.recipient_id,
+        locale="en",
+        to_address="ada@example.org",
+        ordering_key="k-9",
+        sequence=4,
+        lane_order=4,
+        received_at=event.received_at,
+        gap_until=gap_until,
+        expires_at=event.expires_at,
+    )
+
+    for field in Message._meta.concrete_fields:
+        got, want = getattr(built, field.attname), getattr(expected, field.attname)
+        if field.has_db_default():
+            assert type(got) is type(want), field.name
+        else:
+            assert got == want, field.name
+    assert (built.event, built.route, built.lane, built.template) == (
+        event,
+        route,
+        lane,
+        template,
+    )

@@ -126,7 +126,9 @@ def test_it_holds_the_key_while_the_head_retries(email_only, accept, live, smtp_
     assert smtp_server.messages == []
 
     smtp_server.clear_reply("first@example.org")
-    Message.objects.filter(event=first).update(next_attempt_at=timezone.now())
+    Message.objects.filter(event=first).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
     run_pump()
 
     assert _subjects(smtp_server) == ["Seq 1", "Seq 2"]

@@ -28,7 +28,9 @@ def test_it_gives_up_after_the_attempt_limit(email_only, accept, live, smtp_serv
     event = accept()
 
     for _ in range(3):
-        Message.objects.filter(event=event).update(next_attempt_at=timezone.now())
+        Message.objects.filter(event=event).update(
+            next_attempt_at=timezone.now() - timezone.timedelta(seconds=1)
+        )
         run_pump()
 
     message = Message.objects.get(event=event)
