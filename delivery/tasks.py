@@ -40,12 +40,6 @@ TICKER_LEASE = "delivery-ticker"
 # intake the outbox is never found empty: expanding until it is would starve the dispatcher
 # (messages pile up pending) and could outlast the task's timeout.
 EXPAND_BATCHES_PER_PASS = 2
-# After a pass that found work but no backlog, the consumer waits this long before the next,
-# so that what arrives meanwhile is taken in one batch: each batch costs a few queries
-# whatever its size, and a consumer spinning on a trickle of events spent most of its CPU
-# on them (and took it from the web tier on a shared machine). Adds at most this much to a
-# message's delivery time.
-PUMP_GATHER_SECONDS = 0.2
 # Lineage rows a ticker pass seals into the audit chain (see audit_seal): passes every
 # TICK_IDLE_SLEEP keep up with the lineage of the maximum intake rate in short steps instead
 # of one burst a minute (figures: bench/NOTES.md; beyond that, the periodic audit-seal task
@@ -64,7 +58,7 @@ def pump(reason: str = "") -> dict[str, int]:
     committed before the clear; any event committed after it enqueues a fresh wake-up.
     Each pass expands at most EXPAND_BATCHES_PER_PASS batches, so expansion and dispatch take
     turns however fast events keep arriving; a pass cut short counts as one that found work.
-    Between passes that found a trickle it waits PUMP_GATHER_SECONDS (see there).
+    Between passes that found a trickle it waits settings.OUTBOX_GATHER_SECONDS (see there).
 
     `reason` says who queued the run (django-q2 shows it with the task); the run does the
     same whatever it is."""
@@ -82,7 +76,7 @@ def pump(reason: str = "") -> dict[str, int]:
         if consumed or report.claimed:
             cleared = False
             if consumed < EXPAND_BATCHES_PER_PASS * EXPAND_BATCH_SIZE:  # no backlog
-                time.sleep(PUMP_GATHER_SECONDS)
+                time.sleep(settings.OUTBOX_GATHER_SECONDS)
         elif cleared:
             break
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 
 from delivery import tasks
@@ -119,7 +120,7 @@ def test_the_ticker_leaves_the_outbox_to_a_running_consumer(email_only, accept, 
 def test_it_gathers_a_trickle_into_batches_but_not_a_backlog(
     email_only, accept, shared_cache, monkeypatch
 ):
-    """After a pass that found a few events the consumer waits PUMP_GATHER_SECONDS so the
+    """After a pass that found a few events the consumer waits OUTBOX_GATHER_SECONDS so the
     next pass takes what arrived meanwhile in one batch; after a full pass (a backlog) it
     goes on at once."""
     naps: list[float] = []
@@ -127,7 +128,7 @@ def test_it_gathers_a_trickle_into_batches_but_not_a_backlog(
     accept()
     cache.set(handoff.WAKE_KEY, 1)
     run_pump()
-    assert naps == [tasks.PUMP_GATHER_SECONDS]  # one working pass, then the empty ones
+    assert naps == [settings.OUTBOX_GATHER_SECONDS]  # one working pass, then the empty ones
 
     naps.clear()
     monkeypatch.setattr(tasks, "EXPAND_BATCH_SIZE", 1)
