@@ -13,14 +13,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import ForeignKey, Q
+from django.db.models import ForeignKey, Q, QuerySet
 from django.db.models.functions import Now
 
 from audit.models import AuditRecord
 from audit.services import audit_build
 from comcenter.lib.db import (
+    DbClock,
     column,
-    db_now,
     insert_fields,
     is_postgres,
     quote,
@@ -36,7 +36,7 @@ from events.handoff import outbox_wake_consumed
 from events.models import Event, EventStatus, OutboxState
 from events.services import event_mark_handed_off
 from templates.models import Template
-from templates.selectors import template_for
+from templates.selectors import template_choose, templates_by_key
 
 # Where each channel finds its address in the event's recipient object.
 ADDRESS_FIELDS = {"email": "email", "sms": "phone"}
@@ -56,14 +56,8 @@ def outbox_expand(*, limit: int = EXPAND_BATCH_SIZE) -> int:
     lock taken returns 0 and goes on dispatching instead of queueing behind it; an event
     committed just after the holder's last look is picked up by the ticker's next pass
     (within a second)."""
-    WorkerLease.objects.get_or_create(name=EXPAND_LOCK)
     with transaction.atomic():
-        locked = (
-            WorkerLease.objects.select_for_update(skip_locked=True)
-            .filter(name=EXPAND_LOCK)
-            .exists()
-        )
-        if not locked:
+        if not _expand_lock():
             return 0
         events = _pending_events(limit)
         if not events:
@@ -71,6 +65,26 @@ def outbox_expand(*, limit: int = EXPAND_BATCH_SIZE) -> int:
         noted = _expand(events)
         event_mark_handed_off(event_ids=[event.pk for event in events], noted=noted)
     return len(events)
+
+
+def _expand_lock() -> bool:
+    """Lock the expansion's lock row until the caller's transaction ends, skipping it if
+    another worker holds it; False when it is held. The row exists but on a new database:
+    it is created only when the lock statement (built once, prepared on PostgreSQL) finds
+    nothing, which is also what a held lock gives, so that case costs a look-up and a
+    second try, and a free lock costs one statement."""
+    if statement_rows(*compiled_statement("expand lock", _expand_lock_query)):
+        return True
+    WorkerLease.objects.get_or_create(name=EXPAND_LOCK)
+    return bool(statement_rows(*compiled_statement("expand lock", _expand_lock_query)))
+
+
+def _expand_lock_query() -> QuerySet[WorkerLease]:
+    return (
+        WorkerLease.objects.select_for_update(skip_locked=True)
+        .filter(name=EXPAND_LOCK)
+        .values("pk")
+    )
 
 
 def _pending_events(limit: int) -> list[Event]:
@@ -128,20 +142,27 @@ def outbox_consume() -> int:
 def _expand(events: list[Event]) -> set[int]:
     """Insert the messages of `events` with their lineage; returns the ids of the events
     that produced a message (their rows record the hand-off)."""
+    # Every enabled route in one query (there are a handful): those of the batch's event
+    # types, and every channel some route sends on: a sequenced event that has no message
+    # on one of them settles its sequence there, so the channel's next message need not
+    # wait for it.
+    enabled = list(Route.objects.filter(enabled=True).order_by("position", "id"))
+    types = {event.event_type for event in events}
     routes: dict[str, list[Route]] = {}
-    for route in Route.objects.filter(
-        enabled=True, event_type__in={event.event_type for event in events}
-    ).order_by("position", "id"):
-        routes.setdefault(route.event_type, []).append(route)
-    # Every channel some route sends on: a sequenced event that has no message on one of
-    # them settles its sequence there, so the channel's next message need not wait for it.
-    channels = sorted(set(Route.objects.filter(enabled=True).values_list("channel", flat=True)))
+    for route in enabled:
+        if route.event_type in types:
+            routes.setdefault(route.event_type, []).append(route)
+    channels = sorted({route.channel for route in enabled})
     lanes = _lanes_for(events, channels)
+    # The templates of these routes, every locale, in one query; chosen per locale below.
+    candidates = templates_by_key(keys={r.template_key for found in routes.values() for r in found})
     templates: dict[tuple[str, str], Template | None] = {}
+    # One database clock for the batch: the gap waits below and the decisions at once.
+    clock = DbClock()
     # The gap wait starts when a message enters its lane. Counting from the event's receipt
     # would let an outbox backlog longer than the wait release a successor before its
     # predecessor (received just before or after it) was even expanded.
-    gap_until = db_now() + timedelta(seconds=settings.ORDERING_GAP_WAIT)
+    gap_until = clock.now() + timedelta(seconds=settings.ORDERING_GAP_WAIT)
     # Per event: its messages, and the lanes where it settles its sequence.
     steps: list[tuple[list[Message], list[tuple[Lane, int]]]] = []
     notes: list[AuditRecord] = []
@@ -174,7 +195,9 @@ def _expand(events: list[Event]) -> set[int]:
                 continue
             memo = (route.template_key, locale)
             if memo not in templates:
-                templates[memo] = template_for(key=route.template_key, locale=locale or None)
+                templates[memo] = template_choose(
+                    candidates.get(route.template_key, []), locale=locale or None
+                )
             template = templates[memo]
             made.append(
                 message_new(
@@ -198,7 +221,7 @@ def _expand(events: list[Event]) -> set[int]:
                 ],
             )
         )
-    decided = _decide_at_once(steps) if dry_run_now() else {}
+    decided = _decide_at_once(steps, clock) if dry_run_now() else {}
     messages = [m for made, _ in steps for m in made]
     rows_insert(Message, messages)
     notes.extend(_message_row(m, decided.get(id(m))) for m in messages)
@@ -314,7 +337,7 @@ def _message_defaults() -> Message:
 
 
 def _decide_at_once(
-    steps: list[tuple[list[Message], list[tuple[Lane, int]]]],
+    steps: list[tuple[list[Message], list[tuple[Lane, int]]]], clock: DbClock
 ) -> dict[int, Decision]:
     """Dry run decided at expansion: each new message that a dry-run batch could take as
     soon as this transaction commits is decided now, by an ExpansionBatch (the gates and
@@ -354,7 +377,7 @@ def _decide_at_once(
             if m.lane_id in done:
                 candidates.setdefault(m.channel, []).append(m)
     batches = {
-        channel: ExpansionBatch(provider_for(channel), found)
+        channel: ExpansionBatch(provider_for(channel), found, clock)
         for channel, found in candidates.items()
     }
     decided: dict[int, Decision] = {}
