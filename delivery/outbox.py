@@ -31,7 +31,7 @@ from delivery.batch import Decision, ExpansionBatch, dry_run_now
 from delivery.hooks import hooks_for
 from delivery.models import ACTIVE_STATES, Lane, Message, MessageState, Route, WorkerLease
 from delivery.providers.registry import provider_for
-from delivery.transition_sql import compiled_statement, prepared_rows, statement_rows
+from delivery.transition_sql import compiled_statement, converted, prepared_rows, statement_rows
 from events.handoff import outbox_wake_consumed
 from events.models import Event, EventStatus, OutboxState
 from events.services import event_mark_handed_off
@@ -79,7 +79,7 @@ def _expand_lock() -> bool:
     return bool(statement_rows(*compiled_statement("expand lock", _expand_lock_query)))
 
 
-def _expand_lock_query() -> QuerySet[WorkerLease]:
+def _expand_lock_query() -> QuerySet[Any, Any]:
     return (
         WorkerLease.objects.select_for_update(skip_locked=True)
         .filter(name=EXPAND_LOCK)
@@ -111,19 +111,9 @@ def _pending_events(limit: int) -> list[Event]:
     sql, params, names, converters = plan
     rows = statement_rows(sql, params)
     if converters:
-        rows = [_converted(row, converters) for row in rows]
+        rows = [converted(row, converters) for row in rows]
     alias = connection.alias
     return [Event.from_db(alias, names, row) for row in rows]
-
-
-def _converted(row: Sequence[Any], converters: list[Any]) -> tuple[Any, ...]:
-    """One row through the ORM's converters, as SQLCompiler.apply_converters does, with this
-    thread's connection."""
-    values = list(row)
-    for position, (functions, expression) in converters:
-        for convert in functions:
-            values[position] = convert(values[position], expression, connection)
-    return tuple(values)
 
 
 _pending_plans: dict[tuple[str, int], tuple[str, tuple[Any, ...], tuple[str, ...], Any]] = {}
