@@ -56,8 +56,9 @@ def _timed(work: Callable[[], Any], profiler: cProfile.Profile | None) -> tuple[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=3000)
-    # Events per outbox_expand call: at 250 events/s the consumer's passes take ~50 each
-    # (PUMP_GATHER_SECONDS), so per-batch statements weigh more than in a 500-event batch.
+    # Events per outbox_expand call: at 250 events/s the consumer's passes take ~125 each
+    # (OUTBOX_GATHER_SECONDS, 0.5 s), so per-batch statements weigh more than in a 500-event
+    # batch; --batch 50 is what the passes took with the earlier 0.2 s.
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()

@@ -123,6 +123,7 @@ class Batch:
         *,
         probe: bool = False,
         liveness: Liveness | None = None,
+        clock: DbClock | None = None,
     ) -> None:
         self.provider = provider
         self.liveness = liveness
@@ -132,7 +133,8 @@ class Batch:
         self.down_until: datetime | None = None
         self.messages = messages
         self.tokens = tokens
-        self.clock = DbClock()
+        # A caller that has read the database clock already passes it (one read a batch).
+        self.clock = clock or DbClock()
         # Measured from before the claim statement, so never later than the real lease end.
         self.lease_end = claimed_at + settings.DISPATCH_LEASE_SECONDS
         self.timeout = call_timeout()
@@ -414,9 +416,13 @@ class DryRunBatch(Batch):
     row would have carried."""
 
     def __init__(
-        self, provider: Provider, messages: list[Message], notes: dict[int, dict[str, Any]]
+        self,
+        provider: Provider,
+        messages: list[Message],
+        notes: dict[int, dict[str, Any]],
+        clock: DbClock | None = None,
     ) -> None:
-        super().__init__(provider, messages, tokens=0, claimed_at=time.monotonic())
+        super().__init__(provider, messages, tokens=0, claimed_at=time.monotonic(), clock=clock)
         self.notes = notes
 
     def run(self) -> BatchResult:
@@ -453,8 +459,8 @@ class ExpansionBatch(DryRunBatch):
     with one lineage row. The outcome must be an edge of the transition table from the
     message's state (pending); a message left undecided is inserted pending."""
 
-    def __init__(self, provider: Provider, messages: list[Message]) -> None:
-        super().__init__(provider, messages, {})
+    def __init__(self, provider: Provider, messages: list[Message], clock: DbClock) -> None:
+        super().__init__(provider, messages, {}, clock)
         self._last: tuple[Outcome, Change] | None = None
 
     def decide(self, message: Message) -> Decision | None:

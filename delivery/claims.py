@@ -63,7 +63,12 @@ from delivery.models import (
     WorkerLease,
 )
 from delivery.providers.registry import provider_for
-from delivery.transition_sql import compiled_statement, query_sql, statement_rows
+from delivery.transition_sql import (
+    compiled_statement,
+    instances_by_pks,
+    query_sql,
+    statement_rows,
+)
 from delivery.transitions import Change, message_transition
 from events.models import Event, EventStatus, OutboxState
 from templates.models import Template
@@ -356,19 +361,28 @@ def hydrate(ids: list[int]) -> list[Message]:
     (_EVENT_FIELDS), and each template once per batch, with its current version."""
     if not ids:  # an idle pass: building the two queries would cost more than the heads
         return []
-    messages = list(
-        Message.objects.filter(pk__in=ids)
-        .select_related("event")
-        .defer(*_EVENT_DEFERRED)
-        .order_by("next_attempt_at", "id")
-    )
-    templates = Template.objects.select_related("current_version").in_bulk(
-        {m.template_id for m in messages if m.template_id is not None}
-    )
+    messages: list[Message] = instances_by_pks("hydrate messages", _hydrate_query, ids)
+    wanted = {m.template_id for m in messages if m.template_id is not None}
+    templates: dict[int, Template] = {
+        t.pk: t for t in instances_by_pks("hydrate templates", _templates_query, list(wanted))
+    }
     for message in messages:
         if message.template_id is not None:
             message.template = templates[message.template_id]
     return messages
+
+
+def _hydrate_query() -> QuerySet[Message]:
+    return (
+        Message.objects.select_related("event")
+        .defer(*_EVENT_DEFERRED)
+        .order_by("next_attempt_at", "id")
+    )
+
+
+def _templates_query() -> QuerySet[Template]:
+    # Fresh at every batch: enabled, whitelisted, tier and category are what the gates read.
+    return Template.objects.select_related("current_version")
 
 
 def _lost_claim() -> Q:

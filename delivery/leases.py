@@ -13,14 +13,22 @@ from delivery.models import WorkerLease
 def worker_lease_take(*, name: str, holder: str, seconds: float) -> bool:
     """Take or renew the named lease for `seconds` if it is free, expired or already ours.
     A conditional UPDATE checked by row count: of concurrent takers exactly one matches the
-    row (PostgreSQL re-checks the condition after waiting for the row lock)."""
-    WorkerLease.objects.get_or_create(name=name)
+    row (PostgreSQL re-checks the condition after waiting for the row lock). The row is
+    created only when the UPDATE matches nothing (a new database, or the lease is held), so
+    a pass that takes or renews its lease costs one statement instead of a look-up first."""
     free = Q(until__isnull=True) | Q(until__lt=Now()) | Q(holder=holder)
-    return bool(
-        WorkerLease.objects.filter(free, name=name).update(
-            holder=holder, until=Now() + timedelta(seconds=seconds)
+
+    def take() -> bool:
+        return bool(
+            WorkerLease.objects.filter(free, name=name).update(
+                holder=holder, until=Now() + timedelta(seconds=seconds)
+            )
         )
-    )
+
+    if take():
+        return True
+    WorkerLease.objects.get_or_create(name=name)
+    return take()
 
 
 def worker_lease_release(*, name: str, holder: str) -> None:

@@ -13,14 +13,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import ForeignKey, Q
+from django.db.models import ForeignKey, Q, QuerySet
 from django.db.models.functions import Now
 
 from audit.models import AuditRecord
 from audit.services import audit_build
 from comcenter.lib.db import (
+    DbClock,
     column,
-    db_now,
     insert_fields,
     is_postgres,
     quote,
@@ -31,12 +31,12 @@ from delivery.batch import Decision, ExpansionBatch, dry_run_now
 from delivery.hooks import hooks_for
 from delivery.models import ACTIVE_STATES, Lane, Message, MessageState, Route, WorkerLease
 from delivery.providers.registry import provider_for
-from delivery.transition_sql import compiled_statement, prepared_rows, statement_rows
+from delivery.transition_sql import compiled_statement, converted, prepared_rows, statement_rows
 from events.handoff import outbox_wake_consumed
 from events.models import Event, EventStatus, OutboxState
 from events.services import event_mark_handed_off
 from templates.models import Template
-from templates.selectors import template_for
+from templates.selectors import template_choose, templates_by_key
 
 # Where each channel finds its address in the event's recipient object.
 ADDRESS_FIELDS = {"email": "email", "sms": "phone"}
@@ -56,14 +56,8 @@ def outbox_expand(*, limit: int = EXPAND_BATCH_SIZE) -> int:
     lock taken returns 0 and goes on dispatching instead of queueing behind it; an event
     committed just after the holder's last look is picked up by the ticker's next pass
     (within a second)."""
-    WorkerLease.objects.get_or_create(name=EXPAND_LOCK)
     with transaction.atomic():
-        locked = (
-            WorkerLease.objects.select_for_update(skip_locked=True)
-            .filter(name=EXPAND_LOCK)
-            .exists()
-        )
-        if not locked:
+        if not _expand_lock():
             return 0
         events = _pending_events(limit)
         if not events:
@@ -71,6 +65,26 @@ def outbox_expand(*, limit: int = EXPAND_BATCH_SIZE) -> int:
         noted = _expand(events)
         event_mark_handed_off(event_ids=[event.pk for event in events], noted=noted)
     return len(events)
+
+
+def _expand_lock() -> bool:
+    """Lock the expansion's lock row until the caller's transaction ends, skipping it if
+    another worker holds it; False when it is held. The row exists but on a new database:
+    it is created only when the lock statement (built once, prepared on PostgreSQL) finds
+    nothing, which is also what a held lock gives, so that case costs a look-up and a
+    second try, and a free lock costs one statement."""
+    if statement_rows(*compiled_statement("expand lock", _expand_lock_query)):
+        return True
+    WorkerLease.objects.get_or_create(name=EXPAND_LOCK)
+    return bool(statement_rows(*compiled_statement("expand lock", _expand_lock_query)))
+
+
+def _expand_lock_query() -> QuerySet[Any, Any]:
+    return (
+        WorkerLease.objects.select_for_update(skip_locked=True)
+        .filter(name=EXPAND_LOCK)
+        .values("pk")
+    )
 
 
 def _pending_events(limit: int) -> list[Event]:
@@ -97,19 +111,9 @@ def _pending_events(limit: int) -> list[Event]:
     sql, params, names, converters = plan
     rows = statement_rows(sql, params)
     if converters:
-        rows = [_converted(row, converters) for row in rows]
+        rows = [converted(row, converters) for row in rows]
     alias = connection.alias
     return [Event.from_db(alias, names, row) for row in rows]
-
-
-def _converted(row: Sequence[Any], converters: list[Any]) -> tuple[Any, ...]:
-    """One row through the ORM's converters, as SQLCompiler.apply_converters does, with this
-    thread's connection."""
-    values = list(row)
-    for position, (functions, expression) in converters:
-        for convert in functions:
-            values[position] = convert(values[position], expression, connection)
-    return tuple(values)
 
 
 _pending_plans: dict[tuple[str, int], tuple[str, tuple[Any, ...], tuple[str, ...], Any]] = {}
@@ -128,20 +132,27 @@ def outbox_consume() -> int:
 def _expand(events: list[Event]) -> set[int]:
     """Insert the messages of `events` with their lineage; returns the ids of the events
     that produced a message (their rows record the hand-off)."""
+    # Every enabled route in one query (there are a handful): those of the batch's event
+    # types, and every channel some route sends on: a sequenced event that has no message
+    # on one of them settles its sequence there, so the channel's next message need not
+    # wait for it.
+    enabled = list(Route.objects.filter(enabled=True).order_by("position", "id"))
+    types = {event.event_type for event in events}
     routes: dict[str, list[Route]] = {}
-    for route in Route.objects.filter(
-        enabled=True, event_type__in={event.event_type for event in events}
-    ).order_by("position", "id"):
-        routes.setdefault(route.event_type, []).append(route)
-    # Every channel some route sends on: a sequenced event that has no message on one of
-    # them settles its sequence there, so the channel's next message need not wait for it.
-    channels = sorted(set(Route.objects.filter(enabled=True).values_list("channel", flat=True)))
+    for route in enabled:
+        if route.event_type in types:
+            routes.setdefault(route.event_type, []).append(route)
+    channels = sorted({route.channel for route in enabled})
     lanes = _lanes_for(events, channels)
+    # The templates of these routes, every locale, in one query; chosen per locale below.
+    candidates = templates_by_key(keys={r.template_key for found in routes.values() for r in found})
     templates: dict[tuple[str, str], Template | None] = {}
+    # One database clock for the batch: the gap waits below and the decisions at once.
+    clock = DbClock()
     # The gap wait starts when a message enters its lane. Counting from the event's receipt
     # would let an outbox backlog longer than the wait release a successor before its
     # predecessor (received just before or after it) was even expanded.
-    gap_until = db_now() + timedelta(seconds=settings.ORDERING_GAP_WAIT)
+    gap_until = clock.now() + timedelta(seconds=settings.ORDERING_GAP_WAIT)
     # Per event: its messages, and the lanes where it settles its sequence.
     steps: list[tuple[list[Message], list[tuple[Lane, int]]]] = []
     notes: list[AuditRecord] = []
@@ -174,7 +185,9 @@ def _expand(events: list[Event]) -> set[int]:
                 continue
             memo = (route.template_key, locale)
             if memo not in templates:
-                templates[memo] = template_for(key=route.template_key, locale=locale or None)
+                templates[memo] = template_choose(
+                    candidates.get(route.template_key, []), locale=locale or None
+                )
             template = templates[memo]
             made.append(
                 message_new(
@@ -198,7 +211,7 @@ def _expand(events: list[Event]) -> set[int]:
                 ],
             )
         )
-    decided = _decide_at_once(steps) if dry_run_now() else {}
+    decided = _decide_at_once(steps, clock) if dry_run_now() else {}
     messages = [m for made, _ in steps for m in made]
     rows_insert(Message, messages)
     notes.extend(_message_row(m, decided.get(id(m))) for m in messages)
@@ -314,7 +327,7 @@ def _message_defaults() -> Message:
 
 
 def _decide_at_once(
-    steps: list[tuple[list[Message], list[tuple[Lane, int]]]],
+    steps: list[tuple[list[Message], list[tuple[Lane, int]]]], clock: DbClock
 ) -> dict[int, Decision]:
     """Dry run decided at expansion: each new message that a dry-run batch could take as
     soon as this transaction commits is decided now, by an ExpansionBatch (the gates and
@@ -337,16 +350,8 @@ def _decide_at_once(
     wanted = {m.lane_id for made, _ in steps for m in made}
     if not wanted:
         return {}
-    locked = dict(
-        Lane.objects.filter(Q(busy_until__isnull=True) | Q(busy_until__lt=Now()), pk__in=wanted)
-        .select_for_update(skip_locked=True)
-        .values_list("pk", "done_sequence")
-    )
-    held = set(
-        Message.objects.filter(lane_id__in=list(locked), state__in=ACTIVE_STATES)
-        .values_list("lane_id", flat=True)
-        .distinct()
-    )
+    locked = _lanes_lock(wanted)
+    held = _lanes_held(list(locked))
     done = {pk: sequence for pk, sequence in locked.items() if pk not in held}
     candidates: dict[str, list[Message]] = {}
     for made, _ in steps:
@@ -354,7 +359,7 @@ def _decide_at_once(
             if m.lane_id in done:
                 candidates.setdefault(m.channel, []).append(m)
     batches = {
-        channel: ExpansionBatch(provider_for(channel), found)
+        channel: ExpansionBatch(provider_for(channel), found, clock)
         for channel, found in candidates.items()
     }
     decided: dict[int, Decision] = {}
@@ -377,6 +382,57 @@ def _decide_at_once(
             if settled.pk in done:
                 done[settled.pk] = max(done[settled.pk], sequence)
     return decided
+
+
+def _lanes_lock(wanted: set[int]) -> dict[int, int]:
+    """Lock the free lanes of `wanted`, skipping those another transaction holds; their
+    done_sequence by id. PostgreSQL: one prepared statement (the ids as an array), as for
+    the statements below: each expansion batch runs both, and building the querysets cost
+    more than running them."""
+    if not is_postgres():
+        return dict(
+            Lane.objects.filter(Q(busy_until__isnull=True) | Q(busy_until__lt=Now()), pk__in=wanted)
+            .select_for_update(skip_locked=True)
+            .values_list("pk", "done_sequence")
+        )
+    return dict(prepared_rows(_lanes_lock_sql(), [sorted(wanted)]))
+
+
+def _lanes_held(lanes: list[int]) -> set[int]:
+    """Which of these lanes have an active message (read after their lock: see
+    _decide_at_once)."""
+    if not lanes:
+        return set()
+    if not is_postgres():
+        return set(
+            Message.objects.filter(lane_id__in=lanes, state__in=ACTIVE_STATES)
+            .values_list("lane_id", flat=True)
+            .distinct()
+        )
+    return {lane for (lane,) in prepared_rows(_lanes_held_sql(), [sorted(lanes)])}
+
+
+@functools.cache
+def _lanes_lock_sql() -> str:
+    pk, busy, done = (column(Lane, n)[0] for n in ("id", "busy_until", "done_sequence"))
+    # STATEMENT_TIMESTAMP() is what Django's Now() reads on PostgreSQL.
+    return (
+        f"SELECT {pk}, {done} FROM {quote(Lane._meta.db_table)} "  # noqa: S608
+        f"WHERE {pk} = ANY(%s) AND ({busy} IS NULL OR {busy} < STATEMENT_TIMESTAMP()) "
+        f"FOR UPDATE SKIP LOCKED"
+    )
+
+
+@functools.cache
+def _lanes_held_sql() -> str:
+    lane, state = column(Message, "lane")[0], column(Message, "state")[0]
+    # The states in the text, not as a parameter: a generic plan of a parameter could not
+    # use the partial index of active messages per lane (message_lane_active).
+    states = ", ".join(f"'{MessageState(s).value}'" for s in ACTIVE_STATES)
+    return (
+        f"SELECT DISTINCT {lane} FROM {quote(Message._meta.db_table)} "  # noqa: S608
+        f"WHERE {lane} = ANY(%s) AND {state} IN ({states})"
+    )
 
 
 def _raises_done(decision: Decision | None) -> bool:

@@ -6,6 +6,7 @@ never the address itself."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import NotRequired, TypedDict, Unpack
 
@@ -14,9 +15,11 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from audit.services import audit_append
+from comcenter.lib.db import column, is_postgres, quote
 from comcenter.lib.hashing import sha256_hex
 from comcenter.lib.wire import E164
 from delivery.models import Suppression
+from delivery.transition_sql import prepared_rows
 from templates.models import Category as TemplateCategory
 from templates.models import Channel
 
@@ -150,12 +153,29 @@ def suppressed_addresses(*, channel: str, addresses: Iterable[str]) -> dict[str,
     if not wanted:
         return {}
     found: dict[str, set[str]] = {}
-    rows = Suppression.objects.filter(channel=channel, address__in=wanted).values_list(
-        "address", "category"
-    )
+    rows: Iterable[tuple[str, str]]
+    if is_postgres():
+        # Every batch reads it: one prepared statement (the addresses as one array
+        # parameter) instead of a queryset built and compiled, and a new text per count.
+        rows = prepared_rows(_suppressed_sql(), [channel, sorted(wanted)])
+    else:
+        rows = Suppression.objects.filter(channel=channel, address__in=wanted).values_list(
+            "address", "category"
+        )
     for address, category in rows:
         found.setdefault(address, set()).add(category)
     return {address: frozenset(categories) for address, categories in found.items()}
+
+
+@functools.cache
+def _suppressed_sql() -> str:
+    address, channel, category = (
+        column(Suppression, name)[0] for name in ("address", "channel", "category")
+    )
+    return (
+        f"SELECT {address}, {category} FROM {quote(Suppression._meta.db_table)} "  # noqa: S608
+        f"WHERE {channel} = %s AND {address} = ANY(%s)"
+    )
 
 
 def suppression_stops(*, categories: Iterable[str], template_category: str) -> bool:

@@ -20,6 +20,8 @@ from delivery.suppressions import suppression_add
 from events.models import Event
 from events.services import event_accept
 from flags.services import flag_is_on
+from templates.models import Template
+from templates.services import template_create
 from tests.delivery.conftest import ALICE, make_payload, set_flag
 
 pytestmark = [
@@ -64,18 +66,44 @@ def _expansion_queries(accept: Callable[..., Event]) -> tuple[int, int]:
 def test_it_expands_the_outbox_in_the_same_queries_whatever_the_batch_size(
     email_only, accept, pending_expansion
 ):
-    # The lanes of new keys: one look-up, then one INSERT … RETURNING (no second look-up).
-    assert _expansion_queries(accept) == (14, 14)
+    # The lanes of new keys: one look-up, then one INSERT … RETURNING (no second look-up);
+    # the enabled routes and the routes' templates one query each, the lock one statement.
+    assert _expansion_queries(accept) == (12, 12)
     assert set(Message.objects.values_list("state", flat=True)) == {MessageState.PENDING}
 
 
 def test_it_decides_a_dry_run_at_expansion_in_the_same_queries_whatever_the_batch_size(
     email_only, accept
 ):
-    # The expansion's plus the lanes' lock, their active messages, the clock and the batch's
-    # suppressions: no dry-run batch transaction follows.
-    assert _expansion_queries(accept) == (18, 18)
+    # The expansion's plus the lanes' lock, their active messages and the batch's
+    # suppressions (the clock is the expansion's): no dry-run batch transaction follows.
+    assert _expansion_queries(accept) == (15, 15)
     assert set(Message.objects.values_list("state", flat=True)) == {MessageState.DRY_RUN}
+
+
+def test_it_reads_the_templates_of_every_route_in_one_query(routes, accept):
+    # Two routes (email and SMS), each with its own template, in two locales each.
+    for template in routes.values():
+        template_create(
+            key=template.key,
+            channel=template.channel,
+            locale="fr",
+            subject=template.subject,
+            body="x",
+            whitelisted=True,
+        )
+    _accept(accept, 1, prefix="first")
+    outbox_expand()
+    _accept(accept, 3, prefix="key")
+    table = Template._meta.db_table
+
+    flag_is_on("DISABLE_SEND")
+    with CaptureQueriesContext(connection) as captured:
+        outbox_expand()
+
+    assert sum(f'FROM "{table}"' in query["sql"] for query in captured.captured_queries) == 1
+    assert set(Message.objects.values_list("channel", flat=True)) == {"email", "sms"}
+    assert not Message.objects.filter(template=None).exists()
 
 
 def test_it_claims_a_batch_in_the_same_queries_whatever_its_size(
