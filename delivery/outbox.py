@@ -23,6 +23,7 @@ from comcenter.lib.db import (
     column,
     insert_fields,
     is_postgres,
+    prepared_rows,
     quote,
     rows_insert,
     rows_source,
@@ -31,7 +32,7 @@ from delivery.batch import Decision, ExpansionBatch, dry_run_now
 from delivery.hooks import hooks_for
 from delivery.models import ACTIVE_STATES, Lane, Message, MessageState, Route, WorkerLease
 from delivery.providers.registry import provider_for
-from delivery.transition_sql import compiled_statement, converted, prepared_rows, statement_rows
+from delivery.transition_sql import compiled_statement, converted, statement_rows
 from events.handoff import outbox_wake_consumed
 from events.models import Event, EventStatus, OutboxState
 from events.services import event_mark_handed_off

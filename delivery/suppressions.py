@@ -15,11 +15,10 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from audit.services import audit_append
-from comcenter.lib.db import column, is_postgres, quote
+from comcenter.lib.db import column, is_postgres, prepared_rows, quote
 from comcenter.lib.hashing import sha256_hex
 from comcenter.lib.wire import E164
 from delivery.models import Suppression
-from delivery.transition_sql import prepared_rows
 from templates.models import Category as TemplateCategory
 from templates.models import Channel
 

@@ -23,9 +23,9 @@ from audit.models import AuditRecord
 from comcenter.lib.db import (
     assignments,
     column,
-    driver_statement,
     insert_fields,
     is_postgres,
+    prepared_rows,
     quote,
     rows_params,
     rows_source,
@@ -173,25 +173,6 @@ def transition_pg(
         )
     rows = prepared_rows(sql, [*params, "on" if write.durable else "off"])
     return {pk: token for _, pk, token in rows}
-
-
-def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """Run one statement as a prepared statement of this connection and return its rows.
-
-    Django's cursor binds parameters client-side, so PostgreSQL parses and plans every
-    statement it sends as a new text; a hot statement whose text is the same for every call
-    is planned once per connection this way (see comcenter.lib.db.connection_setup, which
-    keeps Django's own statements unprepared). Parameters are the driver's: already
-    prepared for the database (no ORM field preparation happens here)."""
-    connection.ensure_connection()
-    with (
-        connection.wrap_database_errors,
-        driver_statement(sql),
-        psycopg.Cursor(connection.connection) as cursor,
-    ):
-        # No parameters: None, so that a `%` in the text is not read as a placeholder.
-        cursor.execute(sql, params or None, prepare=True)
-        return cursor.fetchall() if cursor.description is not None else []
 
 
 def statement_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:

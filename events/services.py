@@ -9,18 +9,17 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db import IntegrityError, transaction
 from django.db.models.functions import Now
 
 from audit.models import AuditRecord
 from audit.services import audit_append, audit_append_many, audit_build
 from comcenter.lib.db import (
     column,
-    driver_statement,
     insert_row_params,
     insert_row_sql,
     is_postgres,
+    prepared_rows,
     quote,
 )
 from comcenter.lib.hashing import json_hash
@@ -268,29 +267,11 @@ def _insert_with_lineage_pg(event: Event, lineage: dict[str, Any]) -> bool:
 
 
 def _insert_pg_row(params: list[Any]) -> tuple[Any, ...] | None:
-    """Run the intake statement prepared (see comcenter.lib.db.connection_setup): its text
+    """The intake statement's row, run prepared (comcenter.lib.db.prepared_rows): its text
     never changes, so PostgreSQL parses and plans it once per connection instead of on every
-    request, which Django's cursor (client-side binding) made it do (bench/NOTES.md). Errors
-    map to Django's as through its cursor (IntegrityError, OperationalError → 503), and the
-    statement is logged for DEBUG and the query-count tests."""
-    db = connections[DEFAULT_DB_ALIAS]  # one look-up, not one per attribute of the proxy
-    db.ensure_connection()
-    db.validate_no_broken_transaction()
-    with (
-        db.wrap_database_errors,
-        driver_statement(_insert_pg_sql()),
-        psycopg.Cursor(db.connection) as cursor,
-    ):
-        cursor.execute(_insert_pg_query(), params, prepare=True)
-        row: tuple[Any, ...] | None = cursor.fetchone()
-    return row
-
-
-@functools.cache
-def _insert_pg_query() -> bytes:
-    """The statement as the driver's bytes, encoded once: given text, the driver encodes it
-    and hashes the new bytes for its query cache on every call."""
-    return _insert_pg_sql().encode()
+    request, which Django's cursor made it do (bench/NOTES.md). None: a duplicate key."""
+    rows = prepared_rows(_insert_pg_sql(), params)
+    return rows[0] if rows else None
 
 
 def event_release_verified(*, event: Event, actor: str) -> str:

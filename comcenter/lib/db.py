@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import connection, models
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.models.sql import UpdateQuery
 from django.utils.dateparse import parse_datetime
 
@@ -107,6 +108,36 @@ def driver_statement(sql: str) -> Iterator[None]:
         if connection.queries_logged:
             elapsed = time.monotonic() - start
             connection.queries_log.append({"sql": sql, "time": f"{elapsed:.3f}"})
+
+
+def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Run one statement as a prepared statement of this connection (PostgreSQL) and return
+    its rows.
+
+    Django's cursor binds parameters client-side, so PostgreSQL parses and plans every
+    statement it sends as a new text; a hot statement whose text is the same for every call
+    is planned once per connection this way (see connection_setup, which keeps Django's own
+    statements unprepared). Errors map to Django's as through its cursor, and the statement
+    is logged for DEBUG and the query-count tests (driver_statement). Parameters are the
+    driver's: already prepared for the database (no ORM field preparation happens here)."""
+    db = connections[DEFAULT_DB_ALIAS]  # one look-up, not one per attribute of the proxy
+    db.ensure_connection()
+    db.validate_no_broken_transaction()
+    with (
+        db.wrap_database_errors,
+        driver_statement(sql),
+        psycopg.Cursor(db.connection) as cursor,
+    ):
+        # No parameters: None, so that a `%` in the text is not read as a placeholder.
+        cursor.execute(_encoded(sql), params or None, prepare=True)
+        return cursor.fetchall() if cursor.description is not None else []
+
+
+@functools.lru_cache(maxsize=512)
+def _encoded(sql: str) -> bytes:
+    """The statement as the driver's bytes, encoded once: given text, the driver encodes it
+    and hashes the new bytes for its query cache on every call."""
+    return sql.encode()
 
 
 def _field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
