@@ -23,6 +23,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
+from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
@@ -70,6 +71,12 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+            # Between its calls Playwright marks its loop as running in this thread, so
+            # Django keeps the connections the test opens meanwhile apart from the thread's
+            # own (per context, as in async code), and no teardown of pytest-django's closes
+            # them. Close them while they are still the current ones: left open, they keep
+            # PostgreSQL from dropping the test database at the end of the run.
+            connections.close_all()
 
 
 @pytest.fixture
