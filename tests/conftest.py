@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from rest_framework.test import APIClient
 
 from events.services import event_type_ensure
@@ -26,6 +29,47 @@ def _no_counts_at_exit() -> Iterator[None]:
     # database is gone by then, so the last test's counts are dropped instead.
     yield
     measurements_discard()
+
+
+# The configured database's name: pytest-django renames the connection's database to the test
+# database's once it has created that.
+_CONFIGURED_DATABASE = settings.DATABASES["default"]["NAME"]
+# How long a connection closed at a module's end may still be listed: the server process of a
+# closed session exits just after its client.
+_SESSION_EXIT_SECONDS = 3.0
+
+
+def _other_sessions() -> list[tuple[Any, ...]]:
+    """Client sessions on the test database other than this thread's own."""
+    deadline = time.monotonic() + _SESSION_EXIT_SECONDS
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT pid, application_name, backend_start, state, left(query, 200)"
+                " FROM pg_stat_activity WHERE datname = current_database()"
+                " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            )
+            others = cursor.fetchall()
+        if not others or time.monotonic() > deadline:
+            return others
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_database_session_outlives_its_module(django_db_blocker: Any) -> Iterator[None]:
+    # What a module's tests start (threads, web servers, workers) must have closed its
+    # connections by the module's end: PostgreSQL refuses to drop a database others are
+    # connected to, so one left open would leave the test database behind after the run.
+    yield
+    if (
+        connection.vendor != "postgresql"
+        or connection.settings_dict["NAME"] == _CONFIGURED_DATABASE
+    ):
+        return  # SQLite, or no test database yet
+    with django_db_blocker.unblock():
+        others = _other_sessions()
+    assert others == [], f"sessions left on the test database: {others}"
 
 
 @pytest.fixture(autouse=True)
