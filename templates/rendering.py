@@ -14,6 +14,16 @@ false: `{% if x %}` and `{% firstof x "fallback" %}` skip an absent `x`, and
 template says "this part is optional". `default` applies to values that are present but
 empty (use `{% if %}` or `{% firstof %}` for keys that may be absent).
 
+Speed: most message templates are text with plain `{{ name }}` / `{{ a.b }}` variables. For
+those, `_plan` keeps the template as a list of its texts and lookups, and `_render_plain`
+fills it in without Django's node tree; it prints a value exactly as Django's VariableNode
+does (its `render_value_in_context`), and hands anything it does not cover to the full render
+(a missing key, a value that is not a scalar, an output over the limit), so every error and
+every limit is the full render's. The render budget's clock is the full render's alone: a
+plain template has no loop, and its one pass is bounded by its source and its data. Nor does
+a plain render of texts switch to the template's language (`_Locale`): nothing it prints
+depends on it. tests/templates/test_render_plain.py compares the two renders.
+
 Escaping: the HTML body is autoescaped; the subject, the text body and SMS are not (they
 are not HTML, and escaping would show `&amp;` to the reader). The subject is folded to one
 line, so data cannot add header lines. Renders are deterministic for a version and a
@@ -31,6 +41,7 @@ from typing import Any, ClassVar
 from django.core.exceptions import ValidationError
 from django.template import Context, Engine, Node, TemplateSyntaxError, VariableDoesNotExist
 from django.template.base import (
+    FilterExpression,
     Lexer,
     NodeList,
     Parser,
@@ -39,6 +50,7 @@ from django.template.base import (
     Token,
     TokenType,
     VariableNode,
+    render_value_in_context,
 )
 from django.template.defaulttags import (
     CommentNode,
@@ -51,6 +63,7 @@ from django.template.defaulttags import (
     WithNode,
 )
 from django.utils import translation
+from django.utils.html import conditional_escape
 
 from comcenter.lib.hashing import json_hash
 from templates import sandbox
@@ -275,10 +288,114 @@ def _plain_context(context: dict[str, Any]) -> dict[str, Any]:
     return dict(frozen)
 
 
-def _render_part(part: str, source: str, data: dict[str, Any], *, autoescape: bool) -> str:
+# A plain template: its texts (str) and variables (tuples of lookups), in order.
+_Plan = tuple[str | tuple[str, ...], ...]
+_MAPPINGS = (dict, types.MappingProxyType)
+_SCALARS = (int, float, bool, type(None))
+# What render_value_in_context reads of a context (use_tz, use_l10n: None, as on every
+# context `_render_part` makes), one per autoescape setting; it never writes to them.
+_PRINT_CONTEXTS = {escape: Context(autoescape=escape) for escape in (False, True)}
+
+
+def _plain_variable(expression: FilterExpression) -> tuple[str, ...] | None:
+    """The lookups of `{{ a.b }}` without filters, translation or a literal; else None."""
+    if expression.filters or not expression.is_var:
+        return None
+    variable = expression.var
+    if variable.lookups is None or variable.translate:
+        return None
+    return tuple(variable.lookups)
+
+
+@functools.lru_cache(maxsize=512)
+def _plan(source: str) -> _Plan | None:
+    """The template as texts and plain variables, or None if it uses anything else
+    (a tag, a filter, a literal): those render through Django's nodes."""
+    plan: list[str | tuple[str, ...]] = []
+    for node in _compile(source).nodelist:
+        inner = node.inner if isinstance(node, sandbox.MeteredNode) else node
+        if type(inner) is TextNode:
+            plan.append(inner.s)
+            continue
+        lookups = _plain_variable(inner.filter_expression) if type(inner) is VariableNode else None
+        if lookups is None:
+            return None
+        plan.append(lookups)
+    return tuple(plan)
+
+
+class _Locale:
+    """`translation.override(name)`, entered when a render first needs the language and
+    left with the render. A plain render of texts prints nothing that depends on it, and
+    switching the language there and back is a third of such a render's cost."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._override: translation.override | None = None
+
+    def need(self) -> None:
+        if self._override is None:
+            self._override = translation.override(self.name)
+            self._override.__enter__()
+
+    def __enter__(self) -> _Locale:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._override is not None:
+            self._override.__exit__(*exc_info)
+            self._override = None
+
+
+def _render_plain(
+    plan: _Plan, data: dict[str, Any], *, autoescape: bool, locale: _Locale
+) -> str | None:
+    """`plan` filled in with `data`, as the full render would print it; None where this
+    does not cover the case and the full render must decide (it raises, or prints a value
+    that is not a scalar)."""
+    printer = _PRINT_CONTEXTS[autoescape]
+    out: list[str] = []
+    for piece in plan:
+        if type(piece) is str:
+            out.append(piece)
+            continue
+        value: Any = data
+        for bit in piece:
+            # A mapping lookup is the first Django tries; a key it lacks falls through to
+            # attribute and index lookups, which the full render does.
+            if type(value) not in _MAPPINGS or bit not in value:
+                return None
+            value = value[bit]
+        if type(value) is str:
+            out.append(conditional_escape(value) if autoescape else value)
+        elif type(value) in _SCALARS:
+            locale.need()  # numbers are printed for the template's language
+            out.append(render_value_in_context(value, printer))
+        else:
+            return None
+    text = "".join(out)
+    return text if len(text) <= sandbox.MAX_OUTPUT_CHARS else None
+
+
+def _render_part(
+    part: str, source: str, data: dict[str, Any], *, autoescape: bool, locale: _Locale
+) -> str:
     errors = _source_errors(source)
     if errors:
         raise RenderError(f"the {part} template is invalid: {errors[0]}", part=part)
+    plan = _plan(source)
+    if plan is not None:
+        text = _render_plain(plan, data, autoescape=autoescape, locale=locale)
+        if text is not None:
+            return text
+    return _render_nodes(part, source, data, autoescape=autoescape, locale=locale)
+
+
+def _render_nodes(
+    part: str, source: str, data: dict[str, Any], *, autoescape: bool, locale: _Locale
+) -> str:
+    """The full render: Django's nodes, metered by the sandbox, errors as RenderError."""
+    locale.need()
     template = _compile(source)
     try:
         return template.render(_MeteredContext(dict(data), autoescape=autoescape))
@@ -320,31 +437,33 @@ def render_parts(
 
     Dates and numbers are formatted for `locale` (the template's language)."""
     data = _plain_context(context)
-    with translation.override(locale or "en"):
+    with _Locale(locale or "en") as language:
         if channel == Channel.SMS:
-            text = _render_part("body", body, data, autoescape=False).strip()
+            text = _render_part("body", body, data, autoescape=False, locale=language).strip()
             if not text:
                 raise RenderError("the rendered SMS is empty", part="body")
             _check_length("SMS", text, MAX_SMS_CHARS)
             rendered_subject = rendered_html = ""
         elif channel == Channel.HELPDESK:
-            text = _render_part("body", body, data, autoescape=False).strip()
+            text = _render_part("body", body, data, autoescape=False, locale=language).strip()
             if not text:
                 raise RenderError("the rendered reply is empty", part="body")
             _check_length("reply", text, MAX_REPLY_CHARS)
             rendered_subject = rendered_html = ""
         elif channel == Channel.EMAIL:
-            raw_subject = _render_part("subject", subject, data, autoescape=False)
+            raw_subject = _render_part("subject", subject, data, autoescape=False, locale=language)
             # One line: a newline in the data must not become a header line.
             rendered_subject = " ".join(raw_subject.split())
             if not rendered_subject:
                 raise RenderError("the rendered subject is empty", part="subject")
             _check_length("subject", rendered_subject, MAX_SUBJECT_CHARS)
-            text = _render_part("body", body, data, autoescape=False).strip()
+            text = _render_part("body", body, data, autoescape=False, locale=language).strip()
             if not text:
                 raise RenderError("the rendered body is empty", part="body")
             rendered_html = (
-                _render_part("html", html, data, autoescape=True).strip() if html.strip() else ""
+                _render_part("html", html, data, autoescape=True, locale=language).strip()
+                if html.strip()
+                else ""
             )
         else:
             raise RenderError(f"unknown channel {channel!r}")
