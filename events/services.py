@@ -134,14 +134,13 @@ def event_accept(
     payload_hash = json_hash(payload)
     recipient = payload["recipient"]
     status = EventStatus.AUTH_PENDING if auth_pending else EventStatus.ACCEPTED
-    event = Event(
+    event = _event_build(
         caller=caller,
         event_type=payload["event_type"],
         idempotency_key=idempotency_key,
         payload_hash=payload_hash,
         ordering_key=payload.get("ordering_key") or recipient["id"],
         sequence=payload.get("sequence"),
-        recipient_id=recipient["id"],
         recipient=recipient,
         data=payload.get("data") or {},
         occurred_at=payload.get("occurred_at"),
@@ -177,6 +176,58 @@ def event_accept(
     if existing.payload_hash != payload_hash:
         raise IdempotencyConflict(existing)
     return AcceptResult(event=existing, duplicate=True)
+
+
+@functools.cache
+def _event_defaults() -> tuple[Any, Any]:
+    """`uid`'s field (its default is called per event) and `received_at`'s database default,
+    as Django leaves it on an unsaved row: one shared instance, as audit_build's `at`."""
+    return Event._meta.get_field("uid"), Event._meta.get_field("received_at").get_default()
+
+
+def _event_build(
+    *,
+    caller: str,
+    event_type: str,
+    idempotency_key: str,
+    payload_hash: str,
+    ordering_key: str,
+    sequence: int | None,
+    recipient: dict[str, Any],
+    data: dict[str, Any],
+    occurred_at: Any,
+    expires_at: Any,
+    request_id: str,
+    status: str,
+    pending_token: str,
+    outbox_state: str,
+) -> Event:
+    """An unsaved event, built with positional values in the order of the model's fields:
+    Django's fast path, a quarter of the cost of keywords (which look up every field's
+    default) on the ack path. tests/events/test_event_build.py pins the order."""
+    uid, received_at = _event_defaults()
+    return Event(
+        None,
+        uid.get_default(),
+        caller,
+        event_type,
+        idempotency_key,
+        payload_hash,
+        ordering_key,
+        sequence,
+        recipient["id"],
+        recipient,
+        data,
+        occurred_at,
+        expires_at,
+        request_id,
+        status,
+        "",  # status_reason
+        pending_token,
+        outbox_state,
+        received_at,
+        None,  # handed_off_at
+    )
 
 
 def _received_record(event: Event, lineage: dict[str, Any]) -> AuditRecord:
