@@ -90,6 +90,9 @@ def _outcome(validate: Any, body: dict[str, Any]) -> tuple[str, Any]:
 @example({**COMMON, "recipient": {"id": "r-1", "locale": "en"}})
 @example({**COMMON, "sequence": MAX_SEQUENCE + 1})
 @example({**COMMON, "event_type": " deadline_soon"})
+@example({**COMMON, "event_type": "deadline\ud800soon"})  # a lone surrogate: refused
+@example({**COMMON, "recipient": {"id": "r-\udcff", "email": "a@example.org"}})
+@example({**COMMON, "recipient": {"id": "r-é", "email": "a@example.org"}})  # not ASCII, valid
 def test_it_answers_exactly_as_the_serializer(body: dict[str, Any]) -> None:
     assert _outcome(lambda b: internal_value(SERIALIZER, b), body) == _outcome(
         SERIALIZER.run_validation, body
