@@ -21,6 +21,7 @@ default 6000/min). Without Redis (the embedded default) the counter is in the lo
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -47,8 +48,10 @@ CHUNK_DIVISOR = 64
 CHUNK_MAX = 16
 
 
+@functools.lru_cache(maxsize=64)
 def parse_rate(rate: str) -> tuple[int, int]:
-    """'6000/min' -> (6000, 60)."""
+    """'6000/min' -> (6000, 60). Parsed once per rate: DRF builds the throttles anew for
+    every request."""
     count, _, period = rate.partition("/")
     return int(count), _PERIODS[period.strip()[:1]]
 

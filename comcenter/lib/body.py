@@ -25,14 +25,16 @@ def _too_large(max_bytes: int) -> ApiError:
 
 def body_read(request: Request | HttpRequest, *, max_bytes: int) -> bytes:
     """The raw body; ApiError 413 when it is (or declares itself) over `max_bytes`."""
+    # Django's request itself: each attribute read through DRF's Request is a __getattr__
+    # fallback to it.
+    django_request: HttpRequest = getattr(request, "_request", request)
+    environ = django_request.META  # under WSGI, the environ itself
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        declared = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         declared = 0
     if declared > max_bytes:
         raise _too_large(max_bytes)
-    django_request: HttpRequest = getattr(request, "_request", request)
-    environ = django_request.META  # under WSGI, the environ itself
     if (
         not declared
         and environ.get("wsgi.input_terminated")
@@ -43,7 +45,7 @@ def body_read(request: Request | HttpRequest, *, max_bytes: int) -> bytes:
         django_request._body = body
     else:
         try:
-            body = request.body
+            body = django_request.body
         except (RequestDataTooBig, RawPostDataException):
             raise _too_large(max_bytes) from None
     if len(body) > max_bytes:
