@@ -35,6 +35,7 @@ from delivery.providers.base import (
     ProviderSession,
     SendResult,
 )
+from delivery.providers.mime import smtp_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -108,13 +109,13 @@ class EmailProvider(Provider):
         local = _MESSAGE_ID_UNSAFE.sub("-", message_uid)
         return f"<{local}@{_message_id_domain(settings.DEFAULT_FROM_EMAIL)}>"
 
-    def email_build(self, message: OutboundMessage) -> EmailMultiAlternatives:
+    def email_build(self, message: OutboundMessage, message_id: str) -> EmailMultiAlternatives:
         email = EmailMultiAlternatives(
             subject=message.subject,
             body=message.text,
             from_email=settings.DEFAULT_FROM_EMAIL,
             to=[message.to],
-            headers={"Message-ID": self.message_id(message.message_uid)},
+            headers={"Message-ID": message_id},
         )
         if message.html:
             email.attach_alternative(message.html, "text/html")
@@ -269,24 +270,47 @@ class EmailSession(ProviderSession):
         self._is_smtp = isinstance(self._backend, SmtpBackend)
 
     def deliver(self, message: OutboundMessage) -> SendResult:
-        email = self.provider.email_build(message)
         if not self._connected:
             # Opened explicitly: send_messages() would otherwise open and close a
             # connection per call.
             self._backend.open()
             self._connected = True
+        message_id = self.provider.message_id(message.message_uid)
+        if self._is_smtp and self._smtp_send(message, message_id):
+            return SendResult(provider_message_id=message_id, response_code="250")
+        email = self.provider.email_build(message, message_id)
         if self._backend.send_messages([email]) != 1:
             raise ProviderError(
                 "email backend accepted no message", permanent=False, response_code=CODE_ERROR
             )
-        return self._result(email)
+        return self._result(email, message_id)
+
+    def _smtp_send(self, message: OutboundMessage, message_id: str) -> bool:
+        """Send the bytes Django's SMTP backend would send, built by delivery/providers/
+        mime.py without Django's email objects; False (nothing sent) for a message it does
+        not build, which then goes through Django."""
+        assert isinstance(self._backend, SmtpBackend)
+        built = smtp_bytes(
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=message.to,
+            subject=message.subject,
+            text=message.text,
+            html=message.html,
+            message_id=message_id,
+        )
+        connection = self._backend.connection
+        if built is None or connection is None:
+            return False
+        sender, data = built
+        # As the backend's _send: smtplib raises on anything but 250 after DATA.
+        connection.sendmail(sender, [message.to], data)
+        return True
 
     def after_failure(self, exc: BaseException) -> None:
         if not _connection_survives(exc):
             self.close()
 
-    def _result(self, email: EmailMultiAlternatives) -> SendResult:
-        message_id = email.extra_headers["Message-ID"]
+    def _result(self, email: EmailMultiAlternatives, message_id: str) -> SendResult:
         if self._is_smtp:
             # smtplib raises on anything but 250 after DATA.
             return SendResult(provider_message_id=message_id, response_code="250")

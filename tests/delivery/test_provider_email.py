@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import re
 import socket
 import threading
 from collections.abc import Iterator
 
 import pytest
+from django.core.mail import get_connection
 from pytest_django.fixtures import Settings
 
 from comcenter.lib.logging import JsonFormatter
 from delivery.providers.base import OutboundMessage, Provider, ProviderError
+from delivery.providers.email import EmailProvider
 from delivery.providers.registry import provider_for, providers_reset
 from tests.support.http_stub import HttpStub
 from tests.support.logs import raw_records
-from tests.support.smtp import SmtpServer
+from tests.support.smtp import ReceivedMail, SmtpServer
 
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
@@ -138,6 +142,45 @@ def test_it_reuses_one_smtp_connection_for_a_batch(
 
     assert len(smtp_server.messages) == 5
     assert smtp_server.connections == 1
+
+
+# Messages the session builds itself (delivery/providers/mime.py) and messages it leaves to
+# Django (non-ASCII subject or address, a line over 998 bytes, a folded subject).
+EQUIVALENT_CASES = [
+    {"subject": "Reminder 3 for student-7"},
+    {"subject": "Reminder 3 for student-7", "html": "<p>Dear Bob</p>\n"},
+    {"subject": "Grüße aus Köln", "text": "Grüße,\r\nBob\n", "html": "<p>Grüße</p>"},
+    {"subject": "Deadline soon", "text": "Línea\n\nnaïve \u0441\u0440\u043e\u043a 2026-12-01"},
+    {"subject": "Deadline soon", "to": "bob.o'hara+stem@Mail.Example.ORG"},
+    {"subject": "Deadline soon", "to": "jürgen@bücher.example"},
+    {"subject": "Deadline " * 12, "text": "x" * 1200},
+    {"subject": "Deadline soon", "text": "From the office:\n.\n..dots\n"},
+]
+_DATE_LINE = re.compile(rb"^Date: [^\r\n]*\r\n", re.MULTILINE)
+_BOUNDARY = re.compile(rb"===============\d{19}==")
+
+
+def _received(mail: ReceivedMail) -> tuple[str, list[str], bytes]:
+    """What the server received, with the Date and the multipart boundary (fresh per
+    message on every path) blanked."""
+    data = _BOUNDARY.sub(b"BOUNDARY", _DATE_LINE.sub(b"Date: DATE\r\n", mail.data))
+    return mail.mail_from, mail.rcpt_tos, data
+
+
+@pytest.mark.parametrize("case", EQUIVALENT_CASES)
+def test_it_sends_what_djangos_email_backend_sends(
+    smtp_server: SmtpServer, provider: Provider, case: dict[str, str]
+) -> None:
+    message = dataclasses.replace(outbound(), **case)
+    with provider.open(timeout=5) as session:
+        session.send(message)
+    assert isinstance(provider, EmailProvider)
+    email = provider.email_build(message, provider.message_id(message.message_uid))
+    assert get_connection(fail_silently=False).send_messages([email]) == 1
+
+    ours, djangos = smtp_server.messages
+    assert _received(ours) == _received(djangos)
+    assert ours.message["Message-ID"] == "<msg-0001@mail.example.com>"
 
 
 @pytest.mark.parametrize(
