@@ -55,7 +55,7 @@ from delivery.providers.base import OutboundMessage, Provider, ProviderError, Pr
 from delivery.ratelimit import ratelimit_refund
 from delivery.retries import retry_decision
 from delivery.suppressions import address_key, suppressed_addresses, suppression_add
-from delivery.transitions import TRANSITIONS, Change, Effect, message_transition
+from delivery.transitions import NOW, TRANSITIONS, Change, Effect, message_transition
 from flags.services import flag_is_on
 from templates.rendering import Rendered, RenderError, render_version
 
@@ -372,14 +372,14 @@ class Batch:
         if last_error is not None:
             values["last_error"] = last_error
         if outcome.dispatched or outcome.state == MessageState.DRY_RUN:
-            values["dispatched_at"] = Now()
+            values["dispatched_at"] = NOW
         if outcome.retry_in is not None:
             values["next_attempt_at"] = Now() + timedelta(seconds=outcome.retry_in)
             data["retry_in_seconds"] = round(outcome.retry_in, 3)
         elif outcome.state == MessageState.PENDING:
             # Back in line without an attempt: due again at once (or when the limit allows,
             # or when a provider found down is probed again).
-            values["next_attempt_at"] = outcome.due_at or Now()
+            values["next_attempt_at"] = outcome.due_at or NOW
         latency = (self.clock.now() - message.received_at).total_seconds()
         return Change(
             message=message, values=values, data=data, attempt=outcome.attempt, latency=latency

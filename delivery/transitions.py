@@ -115,6 +115,13 @@ def transitions_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+# The database clock as a column value, one instance for every write: rows are grouped by
+# their expressions and the SET clause is cached by them (comcenter.lib.db.assignments), and
+# an expression's hash is its identity, which Django computes through inspect.signature
+# once per instance (a cached_property) - a fresh Now() per send cost more than its grouping.
+# Safe to share: Django resolves a copy of an expression, never the instance itself.
+NOW = Now()
+
 # States counted as delivery outcomes in the metrics (claims and releases are not outcomes).
 OUTCOME_STATES = frozenset(FINAL_STATES) | {MessageState.RETRYING, MessageState.HELD}
 
@@ -182,7 +189,7 @@ def message_transition(
     dispatcher's writes: a database crash may then forget the last fraction of a second of
     claims and results, whose messages are sent again: at least once, never lost).
     Returns the messages that moved, with their new `lease_token`."""
-    base = {"state": state, "updated_at": Now(), **(common or {})}
+    base = {"state": state, "updated_at": NOW, **(common or {})}
     # One statement per group of rows that take edges with the same effects and set the same
     # columns with the same expressions (Now(), Now() + delay); plain values vary per row.
     groups: dict[
@@ -201,7 +208,8 @@ def message_transition(
         groups.setdefault((edge.effects, plain, expressions), []).append(change)
     moved: dict[int, int] = {}
     # On PostgreSQL one group is one statement: atomic by itself, no BEGIN/COMMIT round trips.
-    single = is_postgres() and len(groups) <= 1 and not unmoved and not connection.in_atomic_block
+    postgres = is_postgres()
+    single = postgres and len(groups) <= 1 and not unmoved and not connection.in_atomic_block
     with contextlib.nullcontext() if single else transaction.atomic():
         for (effects, plain, expressions), group in groups.items():
             write = Write(
@@ -213,7 +221,7 @@ def message_transition(
             lineage = {
                 c.message.pk: _lineage(c, c.message.state, state, reason, actor) for c in group
             }
-            writer = transition_pg if is_postgres() else _write_orm
+            writer = transition_pg if postgres else _write_orm
             moved.update(writer(group, write, lineage))
         # A change whose message is no longer where an edge to `state` starts still records
         # its provider attempt, stale.
