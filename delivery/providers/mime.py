@@ -18,6 +18,7 @@ import re
 import sys
 from email.utils import formatdate
 
+from django.conf import settings
 from django.core.mail.message import RFC5322_EMAIL_LINE_LENGTH_LIMIT, sanitize_address
 
 # compat32 folds a header whose line would pass 78 characters; a shorter one stays as is.
@@ -73,13 +74,14 @@ def smtp_bytes(
     {"Message-ID": message_id}) with `html` attached as text/html when given, Date and
     multipart boundary aside (both fresh per message in Django too); None when the message
     is not one this function reproduces exactly, so the caller uses Django."""
-    if not text or not _PLAIN_ADDRESS.fullmatch(to):
+    # Django's SafeMIMEText picks 7bit/8bit only for the exact charset name "utf-8".
+    if settings.DEFAULT_CHARSET != "utf-8" or not text or not _PLAIN_ADDRESS.fullmatch(to):
         return None
     lines = [
         _header("Subject", subject),
         _header("From", from_email),
         _header("To", to),
-        f"Date: {formatdate()}",
+        f"Date: {formatdate(localtime=settings.EMAIL_USE_LOCALTIME)}",
         _header("Message-ID", message_id),
     ]
     plain = _part("plain", text)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 import re
 
+import pytest
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.message import sanitize_address
+from pytest_django.fixtures import Settings
 
 from delivery.providers.mime import smtp_bytes
 
@@ -146,3 +148,38 @@ def test_it_leaves_to_django_what_django_would_encode_or_fold() -> None:
     assert smtp_bytes(**plain) is not None
     for change in declined:
         assert smtp_bytes(**{**plain, **change}) is None, change
+
+
+@pytest.mark.parametrize("localtime", [False, True])
+def test_it_dates_the_message_as_django_does(settings: Settings, localtime: bool) -> None:
+    settings.EMAIL_USE_LOCALTIME = localtime
+    fields = {
+        "from_email": "comcenter@localhost",
+        "to": "alice@example.org",
+        "subject": "Deadline soon",
+        "text": "Hello",
+        "html": "",
+        "message_id": "<m@localhost>",
+    }
+    fast = smtp_bytes(**fields)
+
+    assert fast is not None
+    # The zone: -0000 in UTC, the local offset (+0000 with TIME_ZONE UTC) in local time.
+    [ours] = re.findall(rb"^Date: .* ([+-]\d{4})\r$", fast[1], re.MULTILINE)
+    [djangos] = re.findall(rb"^Date: .* ([+-]\d{4})\r$", _django(**fields)[2], re.MULTILINE)
+    assert ours == djangos
+
+
+def test_it_leaves_another_default_charset_to_django(settings: Settings) -> None:
+    settings.DEFAULT_CHARSET = "iso-8859-1"
+
+    built = smtp_bytes(
+        from_email="comcenter@localhost",
+        to="alice@example.org",
+        subject="Deadline soon",
+        text="Hello",
+        html="",
+        message_id="<m@localhost>",
+    )
+
+    assert built is None
