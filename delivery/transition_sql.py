@@ -30,13 +30,17 @@ from comcenter.lib.db import (
     rows_params,
     rows_source,
 )
-from delivery.models import Attempt, Lane, Message, MessageState
+from delivery.models import ACTIVE_STATES, Attempt, Lane, Message, MessageState
 
 if TYPE_CHECKING:
     from delivery.transitions import Change, Write
 
 # The statements below are built from model metadata (quoted identifiers); every value is a
 # query parameter, hence the S608 exemptions.
+
+
+# The condition of the index message_lane_active, as SQL.
+_ACTIVE = ", ".join(f"'{state.value}'" for state in ACTIVE_STATES)
 
 
 def _m(name: str) -> str:
@@ -65,7 +69,14 @@ def _transition_sql(
     returned = ", ".join(f"{table}.{c}" for c in (pk, token, lane_id, sequence))
     if rows:
         sets = [set_sql] + [f"{_m(n)} = v.{_m(n)}" for n in columns]
-        conditions = [f"{table}.{pk} = v.{pk}", f"{table}.{_m('state')} = v.{_m('state')}"]
+        # The row is found by its primary key. The state is compared with IS NOT DISTINCT
+        # FROM (the same as = for this NOT NULL column), which no index serves: with `=`, the
+        # plan prepared once per connection could look the row up through the index on
+        # (state, updated_at) instead, reading every dispatching row per send.
+        conditions = [
+            f"{table}.{pk} = v.{pk}",
+            f"{table}.{_m('state')} IS NOT DISTINCT FROM v.{_m('state')}",
+        ]
         if fenced:
             conditions.append(f"{table}.{token} = v.{token}")
         source = rows_source(Message, "v", names, rows > 1)
@@ -83,10 +94,15 @@ def _transition_sql(
         if frees_lane:
             # Unless another message of the lane is dispatching: a lost worker's lane can
             # have been claimed again after its lease ran out, and that claim keeps it busy.
+            # Looked up among the lane's active messages (the index message_lane_active,
+            # whose condition the IN list matches): with `state = 'dispatching'` the
+            # prepared plan could scan the index of all dispatching messages instead (one
+            # row per message in flight, for every send).
             sets.append(
                 f"{busy} = CASE WHEN EXISTS (SELECT 1 FROM {table} d "  # noqa: S608
                 f"WHERE d.{lane_id} = {lanes}.{_lane('id')} "
-                f"AND d.{_m('state')} = '{MessageState.DISPATCHING.value}' "
+                f"AND d.{_m('state')} IN ({_ACTIVE}) "
+                f"AND d.{_m('state')} IS NOT DISTINCT FROM '{MessageState.DISPATCHING.value}' "
                 f"AND d.{pk} NOT IN (SELECT {pk} FROM moved)) "
                 f"THEN {lanes}.{busy} END"
             )
