@@ -46,6 +46,15 @@ _ADDRESSES = [
     "Alice <alice@example.org>",
     "alice@" + "a" * 64 + ".org",
 ]
+# A message it builds.
+PLAIN = {
+    "from_email": "comcenter@localhost",
+    "to": "alice@example.org",
+    "subject": "Deadline soon",
+    "text": "Hello",
+    "html": "",
+    "message_id": "<m@localhost>",
+}
 _SENDERS = [
     *["comcenter@localhost"] * 4,
     "Comcenter <noreply@mail.example.com>",
@@ -126,14 +135,6 @@ def test_it_builds_the_message_a_template_renders() -> None:
 
 
 def test_it_leaves_to_django_what_django_would_encode_or_fold() -> None:
-    plain = {
-        "from_email": "comcenter@localhost",
-        "to": "alice@example.org",
-        "subject": "Deadline soon",
-        "text": "Hello",
-        "html": "",
-        "message_id": "<m@localhost>",
-    }
     declined = [
         {"subject": "Grüße"},
         {"subject": "x" * 70},
@@ -145,41 +146,24 @@ def test_it_leaves_to_django_what_django_would_encode_or_fold() -> None:
         {"html": "ü" * 500},
         {"text": ""},
     ]
-    assert smtp_bytes(**plain) is not None
+    assert smtp_bytes(**PLAIN) is not None
     for change in declined:
-        assert smtp_bytes(**{**plain, **change}) is None, change
+        assert smtp_bytes(**{**PLAIN, **change}) is None, change
 
 
 @pytest.mark.parametrize("localtime", [False, True])
 def test_it_dates_the_message_as_django_does(settings: Settings, localtime: bool) -> None:
     settings.EMAIL_USE_LOCALTIME = localtime
-    fields = {
-        "from_email": "comcenter@localhost",
-        "to": "alice@example.org",
-        "subject": "Deadline soon",
-        "text": "Hello",
-        "html": "",
-        "message_id": "<m@localhost>",
-    }
-    fast = smtp_bytes(**fields)
+    fast = smtp_bytes(**PLAIN)
 
     assert fast is not None
     # The zone: -0000 in UTC, the local offset (+0000 with TIME_ZONE UTC) in local time.
     [ours] = re.findall(rb"^Date: .* ([+-]\d{4})\r$", fast[1], re.MULTILINE)
-    [djangos] = re.findall(rb"^Date: .* ([+-]\d{4})\r$", _django(**fields)[2], re.MULTILINE)
+    [djangos] = re.findall(rb"^Date: .* ([+-]\d{4})\r$", _django(**PLAIN)[2], re.MULTILINE)
     assert ours == djangos
 
 
 def test_it_leaves_another_default_charset_to_django(settings: Settings) -> None:
     settings.DEFAULT_CHARSET = "iso-8859-1"
 
-    built = smtp_bytes(
-        from_email="comcenter@localhost",
-        to="alice@example.org",
-        subject="Deadline soon",
-        text="Hello",
-        html="",
-        message_id="<m@localhost>",
-    )
-
-    assert built is None
+    assert smtp_bytes(**PLAIN) is None
