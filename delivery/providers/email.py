@@ -268,6 +268,9 @@ class EmailSession(ProviderSession):
             ) from None
         self._connected = False
         self._is_smtp = isinstance(self._backend, SmtpBackend)
+        # Django's own SMTP backend only: a subclass may change what it sends (a signing
+        # backend overriding _send), which bytes built without it would skip.
+        self._builds_bytes = type(self._backend) is SmtpBackend
 
     def deliver(self, message: OutboundMessage) -> SendResult:
         if not self._connected:
@@ -276,7 +279,7 @@ class EmailSession(ProviderSession):
             self._backend.open()
             self._connected = True
         message_id = self.provider.message_id(message.message_uid)
-        if self._is_smtp and self._smtp_send(message, message_id):
+        if self._builds_bytes and self._smtp_send(message, message_id):
             return SendResult(provider_message_id=message_id, response_code="250")
         email = self.provider.email_build(message, message_id)
         if self._backend.send_messages([email]) != 1:

@@ -11,7 +11,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from django.core.mail import get_connection
+from django.core.mail import EmailMessage, get_connection
+from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from pytest_django.fixtures import Settings
 
 from comcenter.lib.logging import JsonFormatter
@@ -181,6 +182,26 @@ def test_it_sends_what_djangos_email_backend_sends(
     ours, djangos = smtp_server.messages
     assert _received(ours) == _received(djangos)
     assert ours.message["Message-ID"] == "<msg-0001@mail.example.com>"
+
+
+class SigningBackend(SmtpBackend):
+    """An SMTP backend that changes the message it sends, as a DKIM-signing one does."""
+
+    def _send(self, email_message: EmailMessage) -> bool:
+        email_message.extra_headers["X-Signed"] = "yes"
+        # _send is the backend's private hook, which django-stubs does not declare.
+        return bool(super()._send(email_message))  # type: ignore[misc]
+
+
+def test_it_sends_through_a_subclass_of_the_smtp_backend_as_it_is(
+    smtp_server: SmtpServer, provider: Provider, settings: Settings
+) -> None:
+    settings.EMAIL_BACKEND = f"{__name__}.SigningBackend"
+    with provider.open(timeout=5) as session:
+        session.send(outbound())
+
+    [mail] = smtp_server.messages
+    assert mail.message["X-Signed"] == "yes"
 
 
 @pytest.mark.parametrize(
