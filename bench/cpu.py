@@ -49,15 +49,39 @@ def _tree_seconds(table: dict[int, tuple[int, float]], root: int) -> float:
     return total
 
 
+def _host_ticks() -> tuple[int, int]:
+    """(steal, all) ticks of the machine's CPUs so far, from /proc/stat's `cpu` line."""
+    try:
+        fields = [
+            int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        ]
+    except (OSError, ValueError):
+        return 0, 0
+    # user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
 @dataclass
 class Sample:
     seconds: dict[str, float]
+    host: tuple[int, int] = (0, 0)
 
 
 def sample(components: dict[str, int]) -> Sample:
     """CPU seconds so far of each component, named by the pid at the root of its tree."""
     table = _processes()
-    return Sample({name: _tree_seconds(table, pid) for name, pid in components.items()})
+    return Sample(
+        {name: _tree_seconds(table, pid) for name, pid in components.items()}, _host_ticks()
+    )
+
+
+def steal_percent(start: Sample, end: Sample) -> float | None:
+    """The share of the machine's CPU time that its hypervisor gave to other guests between
+    two samples. On a shared host it is what makes one run's latency differ from the next on
+    an idle machine: a stalled vCPU delays every request queued on it without adding to any
+    component's CPU time."""
+    steal, ticks = end.host[0] - start.host[0], end.host[1] - start.host[1]
+    return round(100.0 * steal / ticks, 2) if ticks > 0 else None
 
 
 def per_event_ms(start: Sample, end: Sample, *, events: int) -> dict[str, float | None]:

@@ -222,6 +222,10 @@ async def _replay(
     progress = Progress(total=len(requests), label=label)
     answers: list[Answer | None] = [None] * len(requests)
     all_answered = loop.create_future()
+    # BENCH_TRACE=path: each answer's wall-clock time and latency, appended to `path` at the
+    # end, to line a stall up with the servers' logs (kept in memory until then).
+    trace_path = os.environ.get("BENCH_TRACE")
+    trace: list[str] | None = [] if trace_path else None
 
     def record(index: int, due: float, status: int, body: bytes) -> None:
         latency_ms = (loop.time() - due) * 1000.0
@@ -232,6 +236,8 @@ async def _replay(
             except (ValueError, AttributeError):
                 status = 0
         answers[index] = Answer(status, event_id, latency_ms)
+        if trace is not None:
+            trace.append(f"{time.time():.3f} {latency_ms:.2f} {label.strip()}\n")
         progress.answered += 1
         if status in (200, 202, 409):
             progress.recent.append(latency_ms)
@@ -261,6 +267,9 @@ async def _replay(
         await all_answered
     reporter.cancel()
     progress.show(final=True)
+    if trace_path and trace:
+        with open(trace_path, "a") as out:
+            out.writelines(trace)
     return answers, sending_seconds
 
 

@@ -31,7 +31,10 @@ drain; warm-up excluded) and divided by the requests sent: `cpu_ms_per_event`, f
 and for the floor, and `cpu_ratio_to_floor` (total / the floor's total). CPU time, unlike
 latency, hardly changes when other work shares the cores, so these figures compare across
 runs on a loaded machine; the latencies do not, and `machine.loadavg_at_start` says how loaded
-it was. It prints a table and writes bench/results/<mode>-<UTC timestamp>.json.
+it was. On a virtual machine the host may also run other guests on the same physical cores:
+`host_steal_percent` is the share of the window's CPU time taken from ours (/proc/stat), which
+stalls requests without showing in any CPU figure. It prints a table and writes
+bench/results/<mode>-<UTC timestamp>.json.
 
 Exit status: 1 when a correctness check fails (lost, duplicate sends, ordering violations,
 errors, idempotency violations, or the pipeline did not drain); never because of latency or
@@ -42,7 +45,10 @@ BENCH_WEB_WORKERS (4), BENCH_Q_WORKERS (2; 0 measures the acknowledgement path a
 cluster, no delivery checks), BENCH_FLOOR (1; 0 skips the floor), BENCH_FLOOR_EVENTS (5,000),
 BENCH_DRAIN_TIMEOUT (600 s), BENCH_WARMUP (500 requests), BENCH_PG_STATEMENTS (0; 1 loads
 pg_stat_statements into the private cluster, planning counted, and the replay mode adds the
-measured window's top statements per event as `pg_statements`); for max mode BENCH_MAX_START
+measured window's top statements per event as `pg_statements`), BENCH_PG_OPTIONS (extra
+settings of the private cluster, `;`-separated: `log_lock_waits=on;deadlock_timeout=20ms`),
+BENCH_TRACE (a file: each answer's wall-clock time, latency and step, appended, to line a
+stall up with the servers' logs and the host's steal); for max mode BENCH_MAX_START
 (300/s), BENCH_STEP_SECONDS (20), BENCH_MAX_SECONDS (1200), BENCH_P95_LIMIT_MS (120); for soak
 mode BENCH_SOAK_SECONDS (1,800) and BENCH_SOAK_WINDOW (60 s).
 """
@@ -219,6 +225,7 @@ def measure_floor(
             base_url=server.base_url, token=token, requests=requests, rate=rate, label="floor  "
         )
         cpu_ms = window.per_event(len(requests))
+        steal = window.steal_percent()
     finally:
         server.stop()
     latencies = [a.latency_ms for a in answers if a is not None and a.status != 0]
@@ -227,6 +234,7 @@ def measure_floor(
         "errors": sum(1 for a in answers if a is None or a.status != 202),
         **latency_summary(latencies),
         "cpu_ms_per_event": cpu_ms,
+        "host_steal_percent": steal,
     }
 
 
@@ -311,7 +319,12 @@ class Measured:
         self.start = cpu.sample(components)
 
     def per_event(self, events: int) -> dict[str, float | None]:
-        return cpu.per_event_ms(self.start, cpu.sample(self.components), events=events)
+        self.end = cpu.sample(self.components)
+        return cpu.per_event_ms(self.start, self.end, events=events)
+
+    def steal_percent(self) -> float | None:
+        """The host's steal time over the window that `per_event` closed (bench/cpu.py)."""
+        return cpu.steal_percent(self.start, self.end)
 
 
 def mode_replay(run: Run) -> dict[str, Any]:
@@ -328,6 +341,7 @@ def mode_replay(run: Run) -> dict[str, Any]:
     step, _ = run.step(run_id=run.id, events=events, rate=rate, label="replay ")
     drained = run.drain()
     step["cpu_ms_per_event"] = window.per_event(step["events"])
+    step["host_steal_percent"] = window.steal_percent()
     if run.stack.statements:  # read before the checks' own queries
         step["pg_statements"] = statements_top(run.stack.database_url, events=step["events"])
     return {**step, "warmup_events": warmup, **drained, **run.checks()}
@@ -350,6 +364,7 @@ def mode_max(run: Run) -> dict[str, Any]:
         )
         result.update(run.drain())
         result["cpu_ms_per_event"] = window.per_event(result["events"])
+        result["host_steal_percent"] = window.steal_percent()
         steps.append(result)
         p95 = result["p95_ack_ms"]
         return result["errors"] == 0 and p95 is not None and p95 <= limit_ms
@@ -433,6 +448,7 @@ def mode_soak(run: Run) -> dict[str, Any]:
         "last_windows_p95_ack_ms": None if last is None else round(last, 2),
         "last_to_first_p95": round(last / first, 2) if first and last else None,
         "cpu_ms_per_event": measured.per_event(events),
+        "host_steal_percent": measured.steal_percent(),
         **drained,
         **run.checks(),
     }
@@ -566,6 +582,7 @@ def print_summary(result: dict[str, Any], path: Path) -> None:
             "messages",
             "cpu_ms_per_event",
             "cpu_ratio_to_floor",
+            "host_steal_percent",
             "web_server",
             "stack",
             "database",
@@ -583,6 +600,7 @@ def print_summary(result: dict[str, Any], path: Path) -> None:
     if "floor" in result:
         rows.append(("floor p95_ack_ms", result["floor"]["p95_ack_ms"]))
         rows.append(("floor cpu_ms_per_event", result["floor"]["cpu_ms_per_event"]))
+        rows.append(("floor host_steal_percent", result["floor"].get("host_steal_percent")))
     machine = result["machine"]
     rows.append(("machine", f"{machine['cores']} cores, {machine['cpu']}"))
     rows.append(("load average at start", machine["loadavg_at_start"]))

@@ -285,7 +285,8 @@ def private_stack(*, statements: bool = False) -> Stack:
     """A new PostgreSQL cluster and Redis server for this run alone (stopped by `close`);
     with `statements`, the cluster counts the statements of the run's database
     (statements_reset, statements_top)."""
-    cluster = PostgresCluster(options=STATEMENT_SETTINGS if statements else ())
+    extra = tuple(o for o in os.environ.get("BENCH_PG_OPTIONS", "").split(";") if o)
+    cluster = PostgresCluster(options=(STATEMENT_SETTINGS if statements else ()) + extra)
     redis_server = RedisServer()
     try:
         cluster.start()
@@ -308,7 +309,11 @@ def private_stack(*, statements: bool = False) -> Stack:
         floor_database_url=floor_url,
         redis_url=redis_server.url(),
         pids={"database": cluster.process.pid, "redis": redis_server.pid},
-        settings={"postgres": postgres_settings(database_url), "redis": redis_server.settings()},
+        settings={
+            "postgres": postgres_settings(database_url),
+            "postgres_options": list(cluster.options),
+            "redis": redis_server.settings(),
+        },
         cluster=cluster,
         redis=redis_server,
         statements=statements,

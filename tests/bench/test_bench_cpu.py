@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 
 from bench import cpu
 
@@ -51,3 +52,23 @@ def test_it_finds_nothing_for_a_process_that_does_not_exist() -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     assert cpu.sample({"gone": gone.pid}).seconds == {"gone": 0.0}
+
+
+def test_steal_is_the_hosts_share_of_the_window_and_none_without_ticks() -> None:
+    start = cpu.Sample({}, host=(100, 10_000))
+    end = cpu.Sample({}, host=(130, 11_000))
+    assert cpu.steal_percent(start, end) == 3.0
+    assert cpu.steal_percent(start, start) is None
+
+
+def test_a_real_sample_reads_the_machines_ticks() -> None:
+    first = cpu.sample({})
+    end = time.monotonic() + 0.1
+    while time.monotonic() < end:  # at least ten ticks of this CPU pass
+        pass
+    second = cpu.sample({})
+    assert second.host[1] > first.host[1] > 0
+    assert 0 <= second.host[0] <= second.host[1]
+    steal = cpu.steal_percent(first, second)
+    assert steal is not None
+    assert 0.0 <= steal <= 100.0
