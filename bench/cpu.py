@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,17 +62,34 @@ def _host_ticks() -> tuple[int, int]:
     return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
 
 
+def _io_stalled_us() -> int:
+    """Microseconds so far in which every runnable task of the machine waited on I/O
+    (/proc/pressure/io, `full`; 0 where the kernel has no pressure stall information)."""
+    try:
+        for line in Path("/proc/pressure/io").read_text().splitlines():
+            if line.startswith("full"):
+                return int(line.rsplit("total=", 1)[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 @dataclass
 class Sample:
     seconds: dict[str, float]
     host: tuple[int, int] = (0, 0)
+    io_stalled_us: int = 0
+    at: float = 0.0
 
 
 def sample(components: dict[str, int]) -> Sample:
     """CPU seconds so far of each component, named by the pid at the root of its tree."""
     table = _processes()
     return Sample(
-        {name: _tree_seconds(table, pid) for name, pid in components.items()}, _host_ticks()
+        {name: _tree_seconds(table, pid) for name, pid in components.items()},
+        _host_ticks(),
+        _io_stalled_us(),
+        time.monotonic(),
     )
 
 
@@ -82,6 +100,16 @@ def steal_percent(start: Sample, end: Sample) -> float | None:
     component's CPU time."""
     steal, ticks = end.host[0] - start.host[0], end.host[1] - start.host[1]
     return round(100.0 * steal / ticks, 2) if ticks > 0 else None
+
+
+def io_stall_percent(start: Sample, end: Sample) -> float | None:
+    """The share of the wall-clock time between two samples in which everything runnable on
+    the machine waited for the disk (a commit's WAL flush among it): a virtual disk's
+    hiccups show here, and every acknowledgement waiting on a commit waits with them."""
+    elapsed_us = (end.at - start.at) * 1e6
+    if elapsed_us <= 0 or not Path("/proc/pressure/io").exists():
+        return None
+    return round(100.0 * (end.io_stalled_us - start.io_stalled_us) / elapsed_us, 2)
 
 
 def per_event_ms(start: Sample, end: Sample, *, events: int) -> dict[str, float | None]:

@@ -33,7 +33,9 @@ latency, hardly changes when other work shares the cores, so these figures compa
 runs on a loaded machine; the latencies do not, and `machine.loadavg_at_start` says how loaded
 it was. On a virtual machine the host may also run other guests on the same physical cores:
 `host_steal_percent` is the share of the window's CPU time taken from ours (/proc/stat), which
-stalls requests without showing in any CPU figure. It prints a table and writes
+stalls requests without showing in any CPU figure; `io_stall_percent` is the share of the
+window in which everything runnable waited for the disk (/proc/pressure/io), which a commit's
+WAL flush, and so every acknowledgement, waits behind. It prints a table and writes
 bench/results/<mode>-<UTC timestamp>.json.
 
 Exit status: 1 when a correctness check fails (lost, duplicate sends, ordering violations,
@@ -225,7 +227,7 @@ def measure_floor(
             base_url=server.base_url, token=token, requests=requests, rate=rate, label="floor  "
         )
         cpu_ms = window.per_event(len(requests))
-        steal = window.steal_percent()
+        steal, io_stall = window.steal_percent(), window.io_stall_percent()
     finally:
         server.stop()
     latencies = [a.latency_ms for a in answers if a is not None and a.status != 0]
@@ -235,6 +237,7 @@ def measure_floor(
         **latency_summary(latencies),
         "cpu_ms_per_event": cpu_ms,
         "host_steal_percent": steal,
+        "io_stall_percent": io_stall,
     }
 
 
@@ -326,6 +329,10 @@ class Measured:
         """The host's steal time over the window that `per_event` closed (bench/cpu.py)."""
         return cpu.steal_percent(self.start, self.end)
 
+    def io_stall_percent(self) -> float | None:
+        """The machine's full I/O stall time over the same window (bench/cpu.py)."""
+        return cpu.io_stall_percent(self.start, self.end)
+
 
 def mode_replay(run: Run) -> dict[str, Any]:
     events = _int("BENCH_EVENTS", 30000)
@@ -342,6 +349,7 @@ def mode_replay(run: Run) -> dict[str, Any]:
     drained = run.drain()
     step["cpu_ms_per_event"] = window.per_event(step["events"])
     step["host_steal_percent"] = window.steal_percent()
+    step["io_stall_percent"] = window.io_stall_percent()
     if run.stack.statements:  # read before the checks' own queries
         step["pg_statements"] = statements_top(run.stack.database_url, events=step["events"])
     return {**step, "warmup_events": warmup, **drained, **run.checks()}
@@ -365,6 +373,7 @@ def mode_max(run: Run) -> dict[str, Any]:
         result.update(run.drain())
         result["cpu_ms_per_event"] = window.per_event(result["events"])
         result["host_steal_percent"] = window.steal_percent()
+        result["io_stall_percent"] = window.io_stall_percent()
         steps.append(result)
         p95 = result["p95_ack_ms"]
         return result["errors"] == 0 and p95 is not None and p95 <= limit_ms
@@ -449,6 +458,7 @@ def mode_soak(run: Run) -> dict[str, Any]:
         "last_to_first_p95": round(last / first, 2) if first and last else None,
         "cpu_ms_per_event": measured.per_event(events),
         "host_steal_percent": measured.steal_percent(),
+        "io_stall_percent": measured.io_stall_percent(),
         **drained,
         **run.checks(),
     }
@@ -583,6 +593,7 @@ def print_summary(result: dict[str, Any], path: Path) -> None:
             "cpu_ms_per_event",
             "cpu_ratio_to_floor",
             "host_steal_percent",
+            "io_stall_percent",
             "web_server",
             "stack",
             "database",
@@ -601,6 +612,7 @@ def print_summary(result: dict[str, Any], path: Path) -> None:
         rows.append(("floor p95_ack_ms", result["floor"]["p95_ack_ms"]))
         rows.append(("floor cpu_ms_per_event", result["floor"]["cpu_ms_per_event"]))
         rows.append(("floor host_steal_percent", result["floor"].get("host_steal_percent")))
+        rows.append(("floor io_stall_percent", result["floor"].get("io_stall_percent")))
     machine = result["machine"]
     rows.append(("machine", f"{machine['cores']} cores, {machine['cpu']}"))
     rows.append(("load average at start", machine["loadavg_at_start"]))

@@ -72,3 +72,10 @@ def test_a_real_sample_reads_the_machines_ticks() -> None:
     steal = cpu.steal_percent(first, second)
     assert steal is not None
     assert 0.0 <= steal <= 100.0
+
+
+def test_io_stall_is_the_share_of_wall_clock_time_everything_waited_on_the_disk() -> None:
+    start = cpu.Sample({}, io_stalled_us=1_000_000, at=100.0)
+    end = cpu.Sample({}, io_stalled_us=1_250_000, at=110.0)
+    assert cpu.io_stall_percent(start, end) == 2.5
+    assert cpu.io_stall_percent(end, end) is None
