@@ -12,13 +12,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from comcenter.lib.runtime_dir import fresh_runtime_dir
 from comcenter.run import cluster_stop, web_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,4 +240,4 @@ def fetch_token(base_url: str, credentials: Credentials) -> str:
 
 
 def new_metrics_dir() -> str:
-    return tempfile.mkdtemp(prefix="comcenter-bench-metrics-")
+    return fresh_runtime_dir("comcenter-bench-metrics-")

@@ -17,9 +17,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from comcenter.lib.runtime_dir import fresh_runtime_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 GUNICORN_CONFIG = BASE_DIR / "deploy" / "gunicorn.conf.py"
@@ -133,7 +134,7 @@ def _grandchildren(pid: int) -> list[int]:
 def main() -> int:
     port = os.environ.get("PORT", "8000")
     python = sys.executable
-    metrics_dir = tempfile.mkdtemp(prefix="comcenter-metrics-")
+    metrics_dir = fresh_runtime_dir("comcenter-metrics-")
     env = child_environment(metrics_dir=metrics_dir, port=port)
     web = subprocess.Popen(
         web_command(

@@ -11,8 +11,9 @@ Why these choices:
   front, as gunicorn's documentation requires for sync workers.
 - **metrics in multiprocess mode**: PROMETHEUS_MULTIPROC_DIR must be set before any worker
   imports prometheus_client. If the environment does not name a directory, a fresh private one
-  is created here (so it never holds values of an earlier run); if it does, whoever created
-  it (the launcher, the service manager) must empty it before start. `child_exit` retires a
+  is created here, in memory where it can be (comcenter/lib/runtime_dir.py), so it never
+  holds values of an earlier run; if it does, whoever created it (the launcher, the service
+  manager) must empty it before start. `child_exit` retires a
   dead worker's live-gauge files.
 - **preload_app**: workers fork from a master that already imported the app.
 - **JSON logs on stdout** for the server and the access log (comcenter/lib/gunicorn_logging.py).
@@ -23,15 +24,24 @@ Why these choices:
 from __future__ import annotations
 
 import os
-import tempfile
+import sys
+from pathlib import Path
 from typing import Any
 
+# The project's root, for its modules: gunicorn reads this file before it puts the app's
+# directory on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from comcenter.lib.runtime_dir import SHARED_MEMORY, fresh_runtime_dir
+
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="comcenter-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = fresh_runtime_dir("comcenter-metrics-")
 
 bind = os.environ.get("GUNICORN_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 worker_class = "sync"
+# Each worker's heartbeat file, touched on every loop: in memory, as gunicorn's documentation
+# advises, so a disk's journal never stalls a worker (comcenter/lib/runtime_dir.py).
+worker_tmp_dir = SHARED_MEMORY if os.path.isdir(SHARED_MEMORY) else None
 # Import Django once in the master and fork ready workers: a worker (re)starts in
 # milliseconds instead of re-importing everything, and the code pages are shared. Safe here:
 # nothing opens a database, Redis or broker connection at import time (all are lazy and
