@@ -23,18 +23,25 @@ from pathlib import Path
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _processes() -> dict[int, tuple[int, float]]:
-    """pid -> (parent pid, CPU seconds of it and its reaped children)."""
-    table: dict[int, tuple[int, float]] = {}
+def proc_stats() -> dict[Path, list[str]]:
+    """/proc/<pid> -> the fields of its `stat` after the command name, for every live process
+    (field 4, the parent pid, is at index 1; utime, stime, cutime, cstime at 11-14)."""
+    stats: dict[Path, list[str]] = {}
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             # The command name (field 2) may hold spaces and parentheses: split after it.
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            stats[entry] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        ticks = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
-        table[int(entry.name)] = (int(fields[1]), ticks / _TICK)
-    return table
+    return stats
+
+
+def _processes() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds of it and its reaped children)."""
+    return {
+        int(entry.name): (int(fields[1]), sum(int(v) for v in fields[11:15]) / _TICK)
+        for entry, fields in proc_stats().items()
+    }
 
 
 def _tree_seconds(table: dict[int, tuple[int, float]], root: int) -> float:

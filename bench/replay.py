@@ -226,8 +226,7 @@ def measure_floor(
         answers, _ = replay(
             base_url=server.base_url, token=token, requests=requests, rate=rate, label="floor  "
         )
-        cpu_ms = window.per_event(len(requests))
-        steal, io_stall = window.steal_percent(), window.io_stall_percent()
+        figures = window.close(len(requests))
     finally:
         server.stop()
     latencies = [a.latency_ms for a in answers if a is not None and a.status != 0]
@@ -235,9 +234,7 @@ def measure_floor(
         "events": len(requests),
         "errors": sum(1 for a in answers if a is None or a.status != 202),
         **latency_summary(latencies),
-        "cpu_ms_per_event": cpu_ms,
-        "host_steal_percent": steal,
-        "io_stall_percent": io_stall,
+        **figures,
     }
 
 
@@ -321,17 +318,15 @@ class Measured:
         self.components = components
         self.start = cpu.sample(components)
 
-    def per_event(self, events: int) -> dict[str, float | None]:
-        self.end = cpu.sample(self.components)
-        return cpu.per_event_ms(self.start, self.end, events=events)
-
-    def steal_percent(self) -> float | None:
-        """The host's steal time over the window that `per_event` closed (bench/cpu.py)."""
-        return cpu.steal_percent(self.start, self.end)
-
-    def io_stall_percent(self) -> float | None:
-        """The machine's full I/O stall time over the same window (bench/cpu.py)."""
-        return cpu.io_stall_percent(self.start, self.end)
+    def close(self, events: int) -> dict[str, Any]:
+        """The window's `cpu_ms_per_event` over `events`, and what the host took from it:
+        `host_steal_percent` and `io_stall_percent` (bench/cpu.py)."""
+        end = cpu.sample(self.components)
+        return {
+            "cpu_ms_per_event": cpu.per_event_ms(self.start, end, events=events),
+            "host_steal_percent": cpu.steal_percent(self.start, end),
+            "io_stall_percent": cpu.io_stall_percent(self.start, end),
+        }
 
 
 def mode_replay(run: Run) -> dict[str, Any]:
@@ -347,9 +342,7 @@ def mode_replay(run: Run) -> dict[str, Any]:
     window = Measured(run.components())
     step, _ = run.step(run_id=run.id, events=events, rate=rate, label="replay ")
     drained = run.drain()
-    step["cpu_ms_per_event"] = window.per_event(step["events"])
-    step["host_steal_percent"] = window.steal_percent()
-    step["io_stall_percent"] = window.io_stall_percent()
+    step.update(window.close(step["events"]))
     if run.stack.statements:  # read before the checks' own queries
         step["pg_statements"] = statements_top(run.stack.database_url, events=step["events"])
     return {**step, "warmup_events": warmup, **drained, **run.checks()}
@@ -371,9 +364,7 @@ def mode_max(run: Run) -> dict[str, Any]:
             run_id=f"{run.id}r{len(steps)}", events=events, rate=rate, label=f"{rate:6.0f}/s"
         )
         result.update(run.drain())
-        result["cpu_ms_per_event"] = window.per_event(result["events"])
-        result["host_steal_percent"] = window.steal_percent()
-        result["io_stall_percent"] = window.io_stall_percent()
+        result.update(window.close(result["events"]))
         steps.append(result)
         p95 = result["p95_ack_ms"]
         return result["errors"] == 0 and p95 is not None and p95 <= limit_ms
@@ -456,9 +447,7 @@ def mode_soak(run: Run) -> dict[str, Any]:
         "first_windows_p95_ack_ms": None if first is None else round(first, 2),
         "last_windows_p95_ack_ms": None if last is None else round(last, 2),
         "last_to_first_p95": round(last / first, 2) if first and last else None,
-        "cpu_ms_per_event": measured.per_event(events),
-        "host_steal_percent": measured.steal_percent(),
-        "io_stall_percent": measured.io_stall_percent(),
+        **measured.close(events),
         **drained,
         **run.checks(),
     }

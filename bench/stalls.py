@@ -30,6 +30,7 @@ from bench import cpu
 from bench.loadgen import nearest_rank
 
 _TICK = os.sysconf("SC_CLK_TCK")
+_CPUS = os.cpu_count() or 1
 INTERVAL = 0.2
 # The first match of a process's command line names its kind.
 KINDS = (
@@ -53,10 +54,12 @@ def kind_of(command_line: str) -> str:
 
 
 def _ticks_by_process() -> dict[tuple[str, int], int]:
+    """(kind, pid) -> the process's own utime + stime ticks (not its reaped children's: a
+    child's ticks were counted while it lived, and adding them again at its exit would count
+    them twice)."""
     table: dict[tuple[str, int], int] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
+    for entry, fields in cpu.proc_stats().items():
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
@@ -66,23 +69,24 @@ def _ticks_by_process() -> dict[tuple[str, int], int]:
 
 def sample(path: str) -> None:
     """Append one line per INTERVAL to `path` until interrupted."""
-    previous, host, at = _ticks_by_process(), cpu.sample({}), time.monotonic()
+    previous, host = _ticks_by_process(), cpu.sample({})
     with open(path, "a") as out:
         while True:
             time.sleep(INTERVAL)
-            current, now_host, now = _ticks_by_process(), cpu.sample({}), time.monotonic()
-            elapsed = now - at
+            current, now_host = _ticks_by_process(), cpu.sample({})
+            elapsed = now_host.at - host.at
             used: collections.Counter[str] = collections.Counter()
             for key, ticks in current.items():
                 used[key[0]] += ticks - previous.get(key, ticks)
             figures = {kind: round(t * 1000 / _TICK / elapsed) for kind, t in used.items() if t}
-            figures["steal"] = round((now_host.host[0] - host.host[0]) * 1000 / _TICK / elapsed)
-            stalled_us = now_host.io_stalled_us - host.io_stalled_us
-            figures["io_stall"] = round(stalled_us / 1000 / elapsed)
+            # Percent of all the machine's CPUs -> thousandths of one core; percent of the
+            # wall clock -> thousandths of it.
+            figures["steal"] = round((cpu.steal_percent(host, now_host) or 0.0) * 10 * _CPUS)
+            figures["io_stall"] = round((cpu.io_stall_percent(host, now_host) or 0.0) * 10)
             out.write(f"{time.time():.3f} " + " ".join(f"{k}={v}" for k, v in figures.items()))
             out.write("\n")
             out.flush()
-            previous, host, at = current, now_host, now
+            previous, host = current, now_host
 
 
 def report(trace: str, samples: str, *, over: float, step: str) -> list[str]:

@@ -31,7 +31,7 @@ from typing import Any
 # The project's root, for its modules: gunicorn reads this file before it puts the app's
 # directory on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from comcenter.lib.runtime_dir import SHARED_MEMORY, fresh_runtime_dir
+from comcenter.lib.runtime_dir import fresh_runtime_dir, shared_memory
 
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = fresh_runtime_dir("comcenter-metrics-")
@@ -41,7 +41,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 worker_class = "sync"
 # Each worker's heartbeat file, touched on every loop: in memory, as gunicorn's documentation
 # advises, so a disk's journal never stalls a worker (comcenter/lib/runtime_dir.py).
-worker_tmp_dir = SHARED_MEMORY if os.path.isdir(SHARED_MEMORY) else None
+worker_tmp_dir = shared_memory()
 # Import Django once in the master and fork ready workers: a worker (re)starts in
 # milliseconds instead of re-importing everything, and the code pages are shared. Safe here:
 # nothing opens a database, Redis or broker connection at import time (all are lazy and

@@ -21,8 +21,12 @@ import tempfile
 SHARED_MEMORY = "/dev/shm"  # noqa: S108
 
 
+def shared_memory() -> str | None:
+    """SHARED_MEMORY when it is a directory this process can create files in, else None."""
+    return SHARED_MEMORY if os.access(SHARED_MEMORY, os.W_OK | os.X_OK) else None
+
+
 def fresh_runtime_dir(prefix: str) -> str:
-    """A new empty directory under /dev/shm when it is a writable directory, else under the
+    """A new empty directory under /dev/shm when it is usable (`shared_memory`), else under the
     system's temporary directory (TMPDIR)."""
-    base = SHARED_MEMORY if os.access(SHARED_MEMORY, os.W_OK | os.X_OK) else None
-    return tempfile.mkdtemp(prefix=prefix, dir=base)
+    return tempfile.mkdtemp(prefix=prefix, dir=shared_memory())
