@@ -13,17 +13,21 @@ tuples, table history or queued tasks. BENCH_STACK=shared uses the servers of DA
 and REDIS_URL instead (then the database's and Redis's CPU is not attributed). The settings
 that matter and the server versions are recorded in the result.
 
-First the floor (bench/floor: a bare DRF view with a static bearer token and one ORM INSERT)
-runs on the same web server and cluster: BENCH_FLOOR_EVENTS (5,000) requests at BENCH_RATE.
-Then comcenter: the web server of BENCH_SERVER (gunicorn, granian or granian-asgi) with
-BENCH_WEB_WORKERS processes and the django-q2 cluster with BENCH_Q_WORKERS workers, in dry run
-(DISABLE_SEND=true), with the demo routes (`load_demo`: two event types, each routed to email
-and SMS). It replays BENCH_EVENTS requests at BENCH_RATE per second with an open-loop generator
-(bench/loadgen.py) and the mix of bench/workload.py, waits for the pipeline to drain, then
-checks from the database: `lost` (accepted events without all their messages),
-`duplicate_sends` and `ordering_violations`, and from the answers: `errors` (anything but the
-contract's 202/200/409, or no answer within BENCH_REQUEST_TIMEOUT, 30 s) and
-`idempotency_violations`.
+The floor (bench/floor: a bare DRF view with a static bearer token and one ORM INSERT) runs on
+the same web server and cluster twice, before comcenter and after it: BENCH_FLOOR_EVENTS
+(5,000) requests at BENCH_RATE each time. `floor` pools the two windows (their requests'
+latencies, their CPU per request weighted by requests) and lists each under `floor.windows`;
+`floor.drift` is the second window's CPU per request over the first's. A slow stretch of the
+host during one floor window would otherwise move the ratio by 15-25 % (bench/NOTES.md);
+bracketed, it shows as drift and weighs half. Comcenter: the web server of BENCH_SERVER
+(gunicorn, granian or granian-asgi) with BENCH_WEB_WORKERS processes and the django-q2 cluster
+with BENCH_Q_WORKERS workers, in dry run (DISABLE_SEND=true), with the demo routes
+(`load_demo`: two event types, each routed to email and SMS). It replays BENCH_EVENTS requests
+at BENCH_RATE per second with an open-loop generator (bench/loadgen.py) and the mix of
+bench/workload.py, waits for the pipeline to drain, then checks from the database: `lost`
+(accepted events without all their messages), `duplicate_sends` and `ordering_violations`, and
+from the answers: `errors` (anything but the contract's 202/200/409, or no answer within
+BENCH_REQUEST_TIMEOUT, 30 s) and `idempotency_violations`.
 
 CPU is read from /proc (bench/cpu.py) for each component's process tree (`web`, `workers`,
 `database`, `redis`) over the measured window only (from the first measured request to the
@@ -44,16 +48,15 @@ cost, which are reported, not asserted.
 
 Knobs: BENCH_EVENTS, BENCH_RATE, BENCH_MODE (replay|max|soak), BENCH_SERVER, BENCH_STACK,
 BENCH_WEB_WORKERS (4), BENCH_Q_WORKERS (2; 0 measures the acknowledgement path alone: no
-cluster, no delivery checks), BENCH_FLOOR (1; 0 skips the floor), BENCH_FLOOR_EVENTS (5,000),
-BENCH_DRAIN_TIMEOUT (600 s), BENCH_WARMUP (500 requests), BENCH_PG_STATEMENTS (0; 1 loads
-pg_stat_statements into the private cluster, planning counted, and the replay mode adds the
-measured window's top statements per event as `pg_statements`), BENCH_PG_OPTIONS (extra
+cluster, no delivery checks), BENCH_FLOOR (1; 0 skips the floor), BENCH_FLOOR_EVENTS (5,000 per
+window), BENCH_DRAIN_TIMEOUT (600 s), BENCH_WARMUP (500 requests), BENCH_PG_STATEMENTS (0; 1
+loads pg_stat_statements into the private cluster, planning counted, and the replay mode adds
+the measured window's top statements per event as `pg_statements`), BENCH_PG_OPTIONS (extra
 settings of the private cluster, `;`-separated: `log_lock_waits=on;deadlock_timeout=20ms`),
-BENCH_TRACE (a file: each answer's wall-clock time, latency and step, appended, to line a
-stall up with the servers' logs and the host's steal); for max mode BENCH_MAX_START
-(300/s), BENCH_STEP_SECONDS (20), BENCH_MAX_SECONDS (1200), BENCH_P95_LIMIT_MS (120); for soak
-mode BENCH_SOAK_SECONDS (1,800) and BENCH_SOAK_WINDOW (60 s).
-"""
+BENCH_TRACE (a file: each answer's wall-clock time, latency and step, appended, to line a stall
+up with the servers' logs and the host's steal); for max mode BENCH_MAX_START (300/s),
+BENCH_STEP_SECONDS (20), BENCH_MAX_SECONDS (1200), BENCH_P95_LIMIT_MS (120); for soak mode
+BENCH_SOAK_SECONDS (1,800) and BENCH_SOAK_WINDOW (60 s)."""
 
 from __future__ import annotations
 
@@ -65,6 +68,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -229,12 +233,48 @@ def measure_floor(
         figures = window.close(len(requests))
     finally:
         server.stop()
-    latencies = [a.latency_ms for a in answers if a is not None and a.status != 0]
     return {
         "events": len(requests),
         "errors": sum(1 for a in answers if a is None or a.status != 202),
-        **latency_summary(latencies),
+        "latencies": [a.latency_ms for a in answers if a is not None and a.status != 0],
         **figures,
+    }
+
+
+def _weighted(windows: list[dict[str, Any]], value: Callable[[dict[str, Any]], Any]) -> Any:
+    """The mean of `value` over the windows that have it, weighted by their events."""
+    pairs = [(w["events"], value(w)) for w in windows if value(w) is not None]
+    weight = sum(events for events, _ in pairs)
+    return round(sum(events * v for events, v in pairs) / weight, 3) if weight else None
+
+
+def pooled_floor(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One floor from its measured windows (each `measure_floor`'s result): the latencies of
+    all their requests, the CPU per request of each component weighted by requests, steal and
+    I/O stall likewise (the windows run at one rate, so requests stand for time), each window
+    without its latencies under `windows`, and `drift`: the last window's total CPU per
+    request over the first's."""
+    latencies = [ms for w in windows for ms in w["latencies"]]
+    components = dict.fromkeys(name for w in windows for name in w["cpu_ms_per_event"])
+    first, last = (w["cpu_ms_per_event"]["total"] for w in (windows[0], windows[-1]))
+    return {
+        "events": sum(w["events"] for w in windows),
+        "errors": sum(w["errors"] for w in windows),
+        **latency_summary(latencies),
+        "cpu_ms_per_event": {
+            name: _weighted(windows, lambda w, name=name: w["cpu_ms_per_event"].get(name))
+            for name in components
+        },
+        "host_steal_percent": _weighted(windows, lambda w: w.get("host_steal_percent")),
+        "io_stall_percent": _weighted(windows, lambda w: w.get("io_stall_percent")),
+        "drift": round(last / first, 3) if first and last else None,
+        "windows": [
+            {
+                **{k: v for k, v in w.items() if k != "latencies"},
+                **latency_summary(w["latencies"]),
+            }
+            for w in windows
+        ],
     }
 
 
@@ -526,16 +566,22 @@ def main() -> int:
             "q_workers": q_workers,
             "server_logs": str(log_dir),
         }
-        floor = None
-        if _int("BENCH_FLOOR", 1):
-            floor = measure_floor(
-                stack=stack,
-                env=env,
-                web_server=web_server,
-                rate=_float("BENCH_RATE", 250),
-                log_dir=log_dir,
-                run=run_id,
-            )
+        floor_windows: list[dict[str, Any]] = []
+
+        def floor_window(run: str) -> None:
+            if _int("BENCH_FLOOR", 1):
+                floor_windows.append(
+                    measure_floor(
+                        stack=stack,
+                        env=env,
+                        web_server=web_server,
+                        rate=_float("BENCH_RATE", 250),
+                        log_dir=log_dir,
+                        run=run,
+                    )
+                )
+
+        floor_window(f"{run_id}b")
         credentials = harness.prepare(env, run=run_id)
 
         import django
@@ -550,10 +596,11 @@ def main() -> int:
             result = {**base, **MODES[mode](run)}
         finally:
             server.stop()
+        floor_window(f"{run_id}a")
     finally:
         stack.close()
-    if floor is not None:
-        attach_floor(result, floor)
+    if floor_windows:
+        attach_floor(result, pooled_floor(floor_windows))
     failures = correctness_failures(result)
     result["correct"] = not failures
     path = write_result(mode, stamp, result)
@@ -602,6 +649,7 @@ def print_summary(result: dict[str, Any], path: Path) -> None:
         rows.append(("floor cpu_ms_per_event", result["floor"]["cpu_ms_per_event"]))
         rows.append(("floor host_steal_percent", result["floor"].get("host_steal_percent")))
         rows.append(("floor io_stall_percent", result["floor"].get("io_stall_percent")))
+        rows.append(("floor drift (after / before)", result["floor"].get("drift")))
     machine = result["machine"]
     rows.append(("machine", f"{machine['cores']} cores, {machine['cpu']}"))
     rows.append(("load average at start", machine["loadavg_at_start"]))
