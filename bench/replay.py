@@ -1,7 +1,7 @@
 """`make bench`: replay events against a real comcenter, check nothing was lost, and say what
 each event cost against a floor measured in the same invocation.
 
-    .venv/bin/python -m bench.replay            # 30,000 events at 250/s (about 2 minutes)
+    .venv/bin/python -m bench.replay            # 30,000 at 250/s: 3-4 minutes, floor included
     BENCH_EVENTS=2000 .venv/bin/python -m bench.replay      # the CI smoke variant
     BENCH_MODE=max .venv/bin/python -m bench.replay         # highest rate with P95 <= 120 ms
     BENCH_MODE=soak .venv/bin/python -m bench.replay        # 250/s for 30 min, P95 per minute
