@@ -60,6 +60,7 @@ BENCH_SOAK_SECONDS (1,800) and BENCH_SOAK_WINDOW (60 s)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -243,7 +244,7 @@ def measure_floor(
 
 def _weighted(windows: list[dict[str, Any]], value: Callable[[dict[str, Any]], Any]) -> Any:
     """The mean of `value` over the windows that have it, weighted by their events."""
-    pairs = [(w["events"], value(w)) for w in windows if value(w) is not None]
+    pairs = [(w["events"], v) for w in windows if (v := value(w)) is not None]
     weight = sum(events for events, _ in pairs)
     return round(sum(events * v for events, v in pairs) / weight, 3) if weight else None
 
@@ -566,22 +567,19 @@ def main() -> int:
             "q_workers": q_workers,
             "server_logs": str(log_dir),
         }
-        floor_windows: list[dict[str, Any]] = []
-
-        def floor_window(run: str) -> None:
-            if _int("BENCH_FLOOR", 1):
-                floor_windows.append(
-                    measure_floor(
-                        stack=stack,
-                        env=env,
-                        web_server=web_server,
-                        rate=_float("BENCH_RATE", 250),
-                        log_dir=log_dir,
-                        run=run,
-                    )
-                )
-
-        floor_window(f"{run_id}b")
+        floor = (
+            functools.partial(
+                measure_floor,
+                stack=stack,
+                env=env,
+                web_server=web_server,
+                rate=_float("BENCH_RATE", 250),
+                log_dir=log_dir,
+            )
+            if _int("BENCH_FLOOR", 1)
+            else None
+        )
+        floor_windows = [floor(run=f"{run_id}b")] if floor else []
         credentials = harness.prepare(env, run=run_id)
 
         import django
@@ -596,7 +594,8 @@ def main() -> int:
             result = {**base, **MODES[mode](run)}
         finally:
             server.stop()
-        floor_window(f"{run_id}a")
+        if floor:
+            floor_windows.append(floor(run=f"{run_id}a"))
     finally:
         stack.close()
     if floor_windows:
