@@ -77,6 +77,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--batch", type=int, default=2000, help="rows per seal (the ticker's: a pass's new rows)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("DATABASE_URL", DEFAULT_DB)
     os.environ.setdefault("SECRET_KEY", "bench-" + secrets.token_urlsafe(40))
@@ -116,7 +119,7 @@ def main() -> None:
 
         def seal_all() -> int:
             total = 0
-            while sealed := audit_seal():
+            while sealed := audit_seal(batch=args.batch):
                 total += sealed
             return total
 
@@ -134,6 +137,7 @@ def main() -> None:
     result = {
         "rows": args.rows,
         "repeat": args.repeat,
+        "batch": args.batch,
         "medians": medians,
         "rounds": rounds,
         "at": datetime.now(UTC).isoformat(),
