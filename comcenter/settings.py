@@ -305,17 +305,17 @@ OUTBOX_CONSUMER = "delivery.tasks.pump"
 OUTBOX_SWEEP_AFTER_SECONDS = _int("OUTBOX_SWEEP_AFTER_SECONDS", 30, minimum=1)
 # After a pass that found work but no backlog, the consumer waits this long before the next,
 # so that what arrives meanwhile is taken in one batch: each batch costs a few statements
-# whatever its size: at 250 events/s, 0.5 s makes batches of ~125 events, and the workers'
-# and database's CPU per event were 0.23 ms lower than at 0.2 s (bench/NOTES.md). An event
-# that arrives alone is taken at once (the first pass does not wait), and so is a backlog
-# (no wait after a full pass); under a steady stream it adds at most this much to a
-# message's delivery time.
-OUTBOX_GATHER_SECONDS = _float("OUTBOX_GATHER_SECONDS", 0.5)
+# whatever its size: at 250 events/s, 1 s makes batches of ~250 events, and the workers'
+# and database's CPU per event were 0.23 ms lower at 0.5 s than at 0.2 s, and another
+# 0.1 ms lower at 1 s (bench/NOTES.md). An event that arrives alone is taken at once (the
+# first pass does not wait), and so is a backlog (no wait after a full pass); under a steady
+# stream it adds at most this much to a message's delivery time.
+OUTBOX_GATHER_SECONDS = _float("OUTBOX_GATHER_SECONDS", 1.0)
 if not 0 <= OUTBOX_GATHER_SECONDS <= 5:
     raise ImproperlyConfigured("OUTBOX_GATHER_SECONDS must be between 0 and 5")
 # A process wakes the consumer at most once per this many seconds, for all its commits since
 # the last wake (events/handoff.py); 0: one wake per commit, on the committing thread. 0.05 s
-# is a tenth of the consumer's own wait between passes (OUTBOX_GATHER_SECONDS, 0.5 s), and a
+# is a twentieth of the consumer's own wait between passes (OUTBOX_GATHER_SECONDS, 1 s), and a
 # wake is only held back while one from the same process is at most this old. Tests default
 # to 0 so that the enqueue follows the commit; the ones about coalescing set it.
 OUTBOX_WAKE_COALESCE_SECONDS = _float("OUTBOX_WAKE_COALESCE_SECONDS", 0.0 if TESTING else 0.05)

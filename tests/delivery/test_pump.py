@@ -94,7 +94,7 @@ def test_a_ticker_pass_expands_a_bounded_share_then_dispatches(email_only, accep
     # One event a batch, so the outbox outlasts the pass's share.
     monkeypatch.setattr(tasks, "outbox_expand", lambda **_: real_expand(limit=1))
 
-    assert tasks.tick_pass(budget_seconds=5)
+    assert tasks.tick_pass(budget_seconds=5) == 0
 
     made = Message.objects.filter(event__in=events)
     assert made.count() == tasks.EXPAND_BATCHES_PER_PASS
@@ -105,16 +105,40 @@ def test_a_ticker_pass_expands_a_bounded_share_then_dispatches(email_only, accep
 
 def test_the_ticker_leaves_the_outbox_to_a_running_consumer(email_only, accept, shared_cache):
     """While the wake marker says a consumer run is queued or running, a ticker pass does not
-    expand or dispatch beside it; once the marker is gone, the next pass does the work."""
+    expand or dispatch beside it and asks for the longer wait before the next; once the marker
+    is gone, the next pass does the work."""
     event = accept()
     cache.set(handoff.WAKE_KEY, 1)
 
-    assert tasks.tick_pass(budget_seconds=5) is False
+    assert tasks.tick_pass(budget_seconds=5) == tasks.TICK_BESIDE_CONSUMER_SLEEP
     assert Event.objects.get(pk=event.pk).outbox_state == OutboxState.PENDING
 
     cache.delete(handoff.WAKE_KEY)
-    assert tasks.tick_pass(budget_seconds=5) is True
+    assert tasks.tick_pass(budget_seconds=5) == 0
     assert Message.objects.get(event=event).state == "dry_run"
+
+
+def test_beside_a_consumer_run_the_ticker_passes_once_a_second(db, shared_cache, monkeypatch):
+    """The ticker's loop waits what its pass asks: TICK_BESIDE_CONSUMER_SLEEP while a consumer
+    run has the outbox, TICK_IDLE_SLEEP once it has not and nothing is left to do."""
+    clock = [0.0]
+    naps: list[float] = []
+
+    def nap(seconds: float) -> None:
+        naps.append(seconds)
+        clock[0] += seconds
+
+    monkeypatch.setattr(tasks.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(tasks.time, "sleep", nap)
+    cache.set(handoff.WAKE_KEY, 1)
+
+    assert tasks.tick(seconds=3 * tasks.TICK_BESIDE_CONSUMER_SLEEP) == 3
+    assert naps == [tasks.TICK_BESIDE_CONSUMER_SLEEP] * 3
+
+    naps.clear()
+    cache.delete(handoff.WAKE_KEY)
+    assert tasks.tick(seconds=2 * tasks.TICK_IDLE_SLEEP) == 2
+    assert naps == [tasks.TICK_IDLE_SLEEP] * 2
 
 
 def test_it_gathers_a_trickle_into_batches_but_not_a_backlog(

@@ -14,7 +14,7 @@ from delivery.claims import Work, claim, work_probe
 from delivery.liveness import Liveness
 from delivery.models import Message, WorkerLease
 from delivery.outbox import outbox_consume
-from delivery.tasks import tick_pass
+from delivery.tasks import TICK_IDLE_SLEEP, tick_pass
 from tests.delivery.conftest import run_pump
 
 IDLE = Work(outbox=False, due=frozenset(), expiring=False, recoverable=False)
@@ -81,7 +81,7 @@ def test_an_idle_ticker_pass_reads_the_delivery_tables_once(routes, accept):
     tick_pass(budget_seconds=1.0)  # warm-up: lock rows, compiled statements
 
     with CaptureQueriesContext(connection) as captured:
-        assert tick_pass(budget_seconds=1.0) is False
+        assert tick_pass(budget_seconds=1.0) == TICK_IDLE_SLEEP
 
     delivery = [q["sql"] for q in captured if "delivery_" in q["sql"] or "events_" in q["sql"]]
     assert len(delivery) == 1, delivery
