@@ -35,8 +35,8 @@ PUMP_BUDGET_SECONDS = 50.0
 TICK_SECONDS = 58.0
 TICK_IDLE_SLEEP = 0.25
 # While a consumer run has the outbox, a pass only expires and seals (and runs the hooks):
-# none of it needs a quarter-second's precision, and four passes a second beside a busy
-# consumer cost the workers ≈ 0.05 ms per event at 250 events/s (bench/NOTES.md).
+# none of it needs a quarter-second's precision. With the gather window of 1 s, this took
+# 0.10 ms per event off the workers and the database at 250 events/s (bench/NOTES.md).
 TICK_BESIDE_CONSUMER_SLEEP = 1.0
 TICK_PASS_BUDGET = 10.0
 TICKER_LEASE = "delivery-ticker"
