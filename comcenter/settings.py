@@ -306,8 +306,9 @@ OUTBOX_SWEEP_AFTER_SECONDS = _int("OUTBOX_SWEEP_AFTER_SECONDS", 30, minimum=1)
 # After a pass that found work but no backlog, the consumer waits this long before the next,
 # so that what arrives meanwhile is taken in one batch: each batch costs a few statements
 # whatever its size: at 250 events/s, 1 s makes batches of ~250 events, and the workers'
-# and database's CPU per event were 0.23 ms lower at 0.5 s than at 0.2 s, and another
-# 0.1 ms lower at 1 s (bench/NOTES.md). An event that arrives alone is taken at once (the
+# and database's CPU per event were 0.23 ms lower at 0.5 s than at 0.2 s, and 1 s together
+# with the ticker's slower cadence beside a consumer (delivery/tasks.py) took another 0.1 ms
+# (bench/NOTES.md). An event that arrives alone is taken at once (the
 # first pass does not wait), and so is a backlog (no wait after a full pass); under a steady
 # stream it adds at most this much to a message's delivery time.
 OUTBOX_GATHER_SECONDS = _float("OUTBOX_GATHER_SECONDS", 1.0)

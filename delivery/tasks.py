@@ -99,7 +99,7 @@ def tick(seconds: float = TICK_SECONDS) -> int:
     to back while there is work; returns the number of passes.
 
     While a consumer run is queued or running (`outbox_consumer_active`), a pass only expires
-    what is past due: the consumer dispatches everything due, retries and gap waits
+    what is past due and seals: the consumer dispatches everything due, retries and gap waits
     included, and a ticker doing the same beside it would double the claim queries under
     load for nothing. When the consumer stops (or its marker expires after a crash), the
     ticker's next pass takes over."""
